@@ -1,0 +1,195 @@
+//! Wiring: builds cameras from a [`Config`], starts their supervisors and serves HTTP
+//! until shutdown, then tears RTSP sessions down cleanly.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use retina::client::SessionGroup;
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::hls::Hls;
+use crate::ingest::{self, Camera};
+
+/// A running host.
+pub struct Host {
+    pub addr: std::net::SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    supervisors: Vec<tokio::task::JoinHandle<()>>,
+    group: Arc<SessionGroup>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("addr", &self.addr).finish()
+    }
+}
+
+impl Host {
+    /// Binds the listener and starts every camera's supervisor.
+    pub async fn start(cfg: Config) -> anyhow::Result<Host> {
+        let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.server.listen))?;
+        let addr = listener.local_addr()?;
+        let cameras: Vec<Arc<Camera>> = cfg.cameras.iter().cloned().map(Camera::new).collect();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let group = Arc::new(SessionGroup::default());
+        let supervisors = cameras
+            .iter()
+            .enumerate()
+            .map(|(i, cam)| {
+                let delay = cfg.ingest.stagger * i as u32;
+                tokio::spawn(ingest::supervise(
+                    cam.clone(),
+                    cfg.ingest.clone(),
+                    delay,
+                    group.clone(),
+                    shutdown_rx.clone(),
+                ))
+            })
+            .collect();
+        let state = AppState {
+            cameras: Arc::new(cameras),
+            hls: Hls::new(cfg.hls.clone()),
+            started: Instant::now(),
+        };
+        let router = api::router(state.clone());
+        let mut rx = shutdown_rx.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        Ok(Host {
+            addr,
+            state,
+            shutdown,
+            server,
+            supervisors,
+            group,
+        })
+    }
+
+    /// Stops cameras and the server; waits (bounded) for RTSP TEARDOWNs.
+    pub async fn stop(self) {
+        self.shutdown.send_replace(true);
+        for s in self.supervisors {
+            let _ = s.await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.group.await_teardown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.server).await;
+    }
+}
+
+/// `vigil run`: serve until Ctrl-C or SIGTERM.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let n = cfg.cameras.len();
+    let host = Host::start(cfg).await?;
+    tracing::info!(cameras = n, "vigil listening on http://{}", host.addr);
+    println!("vigil: {n} cameras, open http://{}/", host.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    host.stop().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// `vigil demo`: camsim plus the host, on embedded defaults.
+pub mod demo {
+    use crate::camsim::{Camsim, CamsimArgs};
+    use crate::config::{self, Config};
+
+    /// Options of `vigil demo`.
+    #[derive(Debug, Clone, clap::Args)]
+    pub struct DemoArgs {
+        /// HTTP address of the host.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        pub listen: std::net::SocketAddr,
+        /// Simulated cameras.
+        #[arg(long, default_value_t = 4)]
+        pub cameras: usize,
+        /// Exit after this many seconds (for smoke tests); runs until Ctrl-C otherwise.
+        #[arg(long)]
+        pub duration_s: Option<u64>,
+    }
+
+    /// The demo's config: every simulated camera, the last one on demand.
+    pub fn demo_config(
+        listen: std::net::SocketAddr,
+        camsim: &Camsim,
+        n: usize,
+    ) -> anyhow::Result<Config> {
+        let mut text = format!("[server]\nlisten = \"{listen}\"\ndata_dir = \"./data\"\n");
+        for i in 0..n {
+            let mode = if i + 1 == n && n > 1 {
+                "on-demand"
+            } else {
+                "always"
+            };
+            text.push_str(&format!(
+                "\n[[camera]]\nid = \"sim{i}\"\nname = \"Simulated camera {i}\"\nurl = \"{}\"\nmode = \"{mode}\"\n",
+                camsim.url(i)
+            ));
+        }
+        Ok(config::parse("<demo defaults>", &text)?)
+    }
+
+    pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+        let sim = Camsim::start(&CamsimArgs {
+            listen: "127.0.0.1:0".parse()?,
+            streams: args.cameras,
+            width: 640,
+            height: 360,
+            fps: 15,
+            gop: None,
+            bitrate_kbps: 500,
+            input: None,
+            stamp: false,
+        })
+        .await?;
+        let cfg = demo_config(args.listen, &sim, args.cameras)?;
+        let host = super::Host::start(cfg).await?;
+        println!(
+            "vigil demo: {} simulated cameras from {}",
+            args.cameras,
+            sim.url(0)
+        );
+        println!(
+            "vigil demo: open http://{}/  (API: http://{}/api/cameras)",
+            host.addr, host.addr
+        );
+        match args.duration_s {
+            Some(s) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(s)) => {}
+                    _ = super::shutdown_signal() => {}
+                }
+            }
+            None => super::shutdown_signal().await,
+        }
+        host.stop().await;
+        sim.shutdown().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,605 @@
+//! The `vigil.toml` model: parsing, defaults and validation.
+//!
+//! Every error names the file, the line and the key, because operators edit this file
+//! by hand. Camera URLs keep their credentials only inside [`CameraConfig`]; anything
+//! shown to people goes through [`redact_url`]. This module knows nothing of media,
+//! RTSP sessions or HTTP.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// How the RTSP session carries RTP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// RTP interleaved on the RTSP TCP connection (robust through NAT and firewalls).
+    #[default]
+    Tcp,
+    /// RTP over UDP (lower overhead on a clean LAN).
+    Udp,
+}
+
+/// When a camera is connected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Always connected, whether or not anyone watches.
+    #[default]
+    Always,
+    /// Connected on the first consumer, disconnected after an idle grace period.
+    OnDemand,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub ingest: IngestConfig,
+    pub hls: HlsConfig,
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+/// `[ingest]`: the supervisor's retry policy and timeouts.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// First retry delay after a failure.
+    pub retry_initial: Duration,
+    /// Cap of the exponential backoff; small enough that a camera that comes back
+    /// streams again within about this long.
+    pub retry_max: Duration,
+    /// Delay between the starts of consecutive cameras, so a thousand cameras do not
+    /// all dial at once.
+    pub stagger: Duration,
+    /// How long an on-demand camera stays connected after its last consumer left.
+    pub idle_grace: Duration,
+    /// A session that delivers no frame for this long is considered dead.
+    pub read_timeout: Duration,
+}
+
+/// `[hls]`: LL-HLS muxer tuning.
+#[derive(Clone, Debug)]
+pub struct HlsConfig {
+    pub part_target: Duration,
+    pub segment_target: Duration,
+    /// Complete segments kept in the playlist.
+    pub window_segments: usize,
+    /// Hard cap of media bytes one camera's muxer keeps.
+    pub max_buffer_bytes: usize,
+    /// A muxer nobody requested anything from for this long is closed.
+    pub idle_timeout: Duration,
+    /// Hard cap of HLS requests waiting (blocking reload) at once, per camera.
+    pub max_waiting_requests: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            retry_initial: Duration::from_millis(250),
+            retry_max: Duration::from_millis(1000),
+            stagger: Duration::from_millis(5),
+            idle_grace: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            part_target: Duration::from_millis(200),
+            segment_target: Duration::from_millis(1000),
+            window_segments: 6,
+            max_buffer_bytes: 32 << 20,
+            idle_timeout: Duration::from_secs(30),
+            max_waiting_requests: 256,
+        }
+    }
+}
+
+/// One `[[camera]]`.
+#[derive(Clone)]
+pub struct CameraConfig {
+    pub id: String,
+    /// Display name; defaults to the id.
+    pub name: String,
+    /// The URL without credentials (safe to show).
+    pub url: url::Url,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub transport: Transport,
+    pub mode: Mode,
+}
+
+impl std::fmt::Debug for CameraConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraConfig")
+            .field("id", &self.id)
+            .field("url", &self.url.as_str())
+            .field("has_credentials", &self.username.is_some())
+            .field("transport", &self.transport)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl CameraConfig {
+    /// The URL for people to read: no credentials, `***@` when some are configured.
+    pub fn display_url(&self) -> String {
+        if self.username.is_some() {
+            let mut u = self.url.clone();
+            let _ = u.set_username("***");
+            u.to_string()
+        } else {
+            self.url.to_string()
+        }
+    }
+}
+
+/// Removes any credentials from a URL-ish string for display; tolerant of bad URLs.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if !u.username().is_empty() || u.password().is_some() {
+                let _ = u.set_password(None);
+                let _ = u.set_username("***");
+            }
+            u.to_string()
+        }
+        Err(_) => match (raw.find("://"), raw.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &raw[..s + 3], &raw[at..]),
+            _ => raw.to_string(),
+        },
+    }
+}
+
+/// A configuration error that names the file, line and key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {key}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+    pub reason: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    ingest: RawIngest,
+    #[serde(default)]
+    hls: RawHls,
+    #[serde(default)]
+    camera: Vec<RawCamera>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    data_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIngest {
+    retry_initial_ms: Option<Spanned<u64>>,
+    retry_max_ms: Option<Spanned<u64>>,
+    stagger_ms: Option<u64>,
+    idle_grace_s: Option<u64>,
+    read_timeout_s: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHls {
+    part_target_ms: Option<Spanned<u64>>,
+    segment_target_ms: Option<Spanned<u64>>,
+    window_segments: Option<Spanned<usize>>,
+    max_buffer_mib: Option<Spanned<usize>>,
+    idle_timeout_s: Option<u64>,
+    max_waiting_requests: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCamera {
+    id: Spanned<String>,
+    name: Option<String>,
+    url: Spanned<String>,
+    #[serde(default)]
+    transport: Transport,
+    #[serde(default)]
+    mode: Mode,
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        key: "-".into(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    parse(&path.display().to_string(), &text)
+}
+
+/// Parses and validates config text; `file` is used in error messages only.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let err = |span: std::ops::Range<usize>, key: &str, reason: String| ConfigError {
+        file: file.to_string(),
+        line: line_of(text, span.start),
+        key: key.to_string(),
+        reason,
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let key = key_at(text, span.start);
+        err(span, &key, e.message().trim().replace('\n', " "))
+    })?;
+
+    let listen = match &raw.server.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        Some(s) => s.get_ref().parse::<SocketAddr>().map_err(|e| {
+            err(
+                s.span(),
+                "server.listen",
+                format!("{:?} is not an address:port ({e})", s.get_ref()),
+            )
+        })?,
+    };
+    let server = ServerConfig {
+        listen,
+        data_dir: PathBuf::from(raw.server.data_dir.unwrap_or_else(|| "./data".into())),
+    };
+
+    let mut ingest = IngestConfig::default();
+    let ms = |v: &Option<Spanned<u64>>,
+              key: &str,
+              min: u64,
+              max: u64|
+     -> Result<Option<Duration>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(s) if (min..=max).contains(s.get_ref()) => {
+                Ok(Some(Duration::from_millis(*s.get_ref())))
+            }
+            Some(s) => Err(err(
+                s.span(),
+                key,
+                format!("{} is out of range {min}..={max}", s.get_ref()),
+            )),
+        }
+    };
+    if let Some(d) = ms(
+        &raw.ingest.retry_initial_ms,
+        "ingest.retry_initial_ms",
+        10,
+        60_000,
+    )? {
+        ingest.retry_initial = d;
+    }
+    if let Some(d) = ms(&raw.ingest.retry_max_ms, "ingest.retry_max_ms", 10, 600_000)? {
+        ingest.retry_max = d;
+    }
+    ingest.retry_max = ingest.retry_max.max(ingest.retry_initial);
+    if let Some(v) = raw.ingest.stagger_ms {
+        ingest.stagger = Duration::from_millis(v.min(10_000));
+    }
+    if let Some(v) = raw.ingest.idle_grace_s {
+        ingest.idle_grace = Duration::from_secs(v);
+    }
+    if let Some(s) = &raw.ingest.read_timeout_s {
+        if !(1..=600).contains(s.get_ref()) {
+            return Err(err(
+                s.span(),
+                "ingest.read_timeout_s",
+                format!("{} is out of range 1..=600", s.get_ref()),
+            ));
+        }
+        ingest.read_timeout = Duration::from_secs(*s.get_ref());
+    }
+
+    let mut hls = HlsConfig::default();
+    if let Some(d) = ms(&raw.hls.part_target_ms, "hls.part_target_ms", 50, 2_000)? {
+        hls.part_target = d;
+    }
+    if let Some(d) = ms(
+        &raw.hls.segment_target_ms,
+        "hls.segment_target_ms",
+        200,
+        10_000,
+    )? {
+        hls.segment_target = d;
+    }
+    if hls.segment_target < hls.part_target {
+        let span = raw
+            .hls
+            .segment_target_ms
+            .as_ref()
+            .map(|s| s.span())
+            .unwrap_or(0..0);
+        return Err(err(
+            span,
+            "hls.segment_target_ms",
+            "must be at least hls.part_target_ms".into(),
+        ));
+    }
+    if let Some(s) = &raw.hls.window_segments {
+        if !(2..=60).contains(s.get_ref()) {
+            return Err(err(
+                s.span(),
+                "hls.window_segments",
+                format!("{} is out of range 2..=60", s.get_ref()),
+            ));
+        }
+        hls.window_segments = *s.get_ref();
+    }
+    if let Some(s) = &raw.hls.max_buffer_mib {
+        if !(1..=4096).contains(s.get_ref()) {
+            return Err(err(
+                s.span(),
+                "hls.max_buffer_mib",
+                format!("{} is out of range 1..=4096", s.get_ref()),
+            ));
+        }
+        hls.max_buffer_bytes = *s.get_ref() << 20;
+    }
+    if let Some(v) = raw.hls.idle_timeout_s {
+        hls.idle_timeout = Duration::from_secs(v.max(1));
+    }
+    if let Some(v) = raw.hls.max_waiting_requests {
+        hls.max_waiting_requests = v.max(1);
+    }
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut cameras = Vec::with_capacity(raw.camera.len());
+    for c in raw.camera {
+        let id = c.id.get_ref();
+        if !valid_id(id) {
+            return Err(err(
+                c.id.span(),
+                "camera.id",
+                format!(
+                    "{id:?} is not a valid id: use 1 to 64 characters of a-z, 0-9, '_' and '-'"
+                ),
+            ));
+        }
+        if let Some(first) = seen.get(id) {
+            return Err(err(
+                c.id.span(),
+                "camera.id",
+                format!("duplicate id {id:?} (first defined on line {first})"),
+            ));
+        }
+        seen.insert(id.clone(), line_of(text, c.id.span().start));
+        let (url, username, password) = parse_camera_url(c.url.get_ref())
+            .map_err(|reason| err(c.url.span(), "camera.url", reason))?;
+        cameras.push(CameraConfig {
+            id: id.clone(),
+            name: c.name.unwrap_or_else(|| id.clone()),
+            url,
+            username,
+            password,
+            transport: c.transport,
+            mode: c.mode,
+        });
+    }
+    Ok(Config {
+        server,
+        ingest,
+        hls,
+        cameras,
+    })
+}
+
+/// `[a-z0-9_-]{1,64}`: ids appear in URLs and file names.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Splits a camera URL into the URL without credentials and the credentials.
+/// Error messages never repeat the credentials.
+pub fn parse_camera_url(raw: &str) -> Result<(url::Url, Option<String>, Option<String>), String> {
+    let shown = redact_url(raw);
+    let mut u = url::Url::parse(raw).map_err(|e| format!("{shown:?} is not a valid URL: {e}"))?;
+    if u.scheme() != "rtsp" {
+        return Err(format!(
+            "{shown:?} has scheme {:?}; only rtsp:// is supported",
+            u.scheme()
+        ));
+    }
+    match u.host_str() {
+        None | Some("") => return Err(format!("{shown:?} has no host")),
+        Some(_) => {}
+    }
+    if u.port() == Some(0) {
+        return Err(format!("{shown:?} has port 0"));
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let username = (!u.username().is_empty()).then(|| decode(u.username()));
+    let password = u.password().map(decode);
+    if username.is_none() && password.is_some() {
+        return Err(format!("{shown:?} has a password but no user name"));
+    }
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    Ok((u, username, password))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Best-effort name of the key at `offset`: `table.key` from the enclosing header and
+/// the `key =` on that line, for parse errors that toml reports without a key.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = &text[start..end];
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .unwrap_or_default();
+    // On a header line (`[[camera]]` missing a field), the table is the line itself.
+    let table = text[..end]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    match (table, key.is_empty()) {
+        (Some(t), false) => format!("{t}.{key}"),
+        (Some(t), true) => t,
+        (None, false) => key,
+        (None, true) => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+data_dir = "./data"
+
+[[camera]]
+id = "lobby"
+url = "rtsp://user:p%40ss@127.0.0.1:8554/lobby"
+transport = "tcp"
+mode = "always"
+
+[[camera]]
+id = "dock-2"
+url = "rtsp://10.0.0.7/stream1"
+transport = "udp"
+mode = "on-demand"
+"#;
+
+    #[test]
+    fn parses_good_config() {
+        let c = parse("vigil.toml", GOOD).unwrap();
+        assert_eq!(c.server.listen.port(), 8080);
+        assert_eq!(c.cameras.len(), 2);
+        let lobby = &c.cameras[0];
+        assert_eq!(lobby.username.as_deref(), Some("user"));
+        assert_eq!(lobby.password.as_deref(), Some("p@ss"));
+        assert_eq!(lobby.url.as_str(), "rtsp://127.0.0.1:8554/lobby");
+        assert_eq!(lobby.display_url(), "rtsp://***@127.0.0.1:8554/lobby");
+        assert!(!format!("{lobby:?}").contains("p%40ss"));
+        assert_eq!(c.cameras[1].mode, Mode::OnDemand);
+        assert_eq!(c.cameras[1].transport, Transport::Udp);
+    }
+
+    /// One bad config per case: the expected line, key and a fragment of the reason.
+    fn check(text: &str, line: usize, key: &str, reason: &str) {
+        let e = parse("site.toml", text)
+            .expect_err("config should be rejected");
+        let s = e.to_string();
+        assert!(s.starts_with(&format!("site.toml:{line}: {key}: ")), "{s}");
+        assert!(s.contains(reason), "{s}");
+        assert!(!s.contains("secret"), "credentials leaked: {s}");
+    }
+
+    #[test]
+    fn bad_configs_name_file_line_and_key() {
+        check(
+            "[server]\nlisten = \"127.0.0.1:8080\"\nlisen = 1\n",
+            3,
+            "server.lisen",
+            "unknown field",
+        );
+        check(
+            "[[camera]]\nid = \"Lobby!\"\nurl = \"rtsp://h/x\"\n",
+            2,
+            "camera.id",
+            "not a valid id",
+        );
+        check(
+            "[[camera]]\nid = \"a\"\nurl = \"rtsp://h/x\"\n[[camera]]\nid = \"a\"\nurl = \"rtsp://h/y\"\n",
+            5,
+            "camera.id",
+            "duplicate id \"a\" (first defined on line 2)",
+        );
+        check(
+            "[[camera]]\nid = \"a\"\nurl = \"http://u:secret@h/x\"\n",
+            3,
+            "camera.url",
+            "only rtsp://",
+        );
+        check(
+            "[[camera]]\nid = \"a\"\nurl = \"rtsp://u:secret@h:99999/x\"\n",
+            3,
+            "camera.url",
+            "not a valid URL",
+        );
+        check(
+            "[server]\nlisten = \"127.0.0.1:70000\"\n",
+            2,
+            "server.listen",
+            "not an address:port",
+        );
+        check(
+            "[[camera]]\nid = \"a\"\nurl = \"rtsp://h/x\"\ntransport = \"tcpx\"\n",
+            4,
+            "camera.transport",
+            "tcpx",
+        );
+        check(
+            "[[camera]]\nid = \"a\"\nurl = \"rtsp://h/x\"\nmode = \"sometimes\"\n",
+            4,
+            "camera.mode",
+            "sometimes",
+        );
+        check(
+            "[[camera]]\nid = \"a\"\n",
+            1,
+            "camera",
+            "missing field `url`",
+        );
+        check("[server\n", 1, "server", "");
+        check(
+            "[hls]\npart_target_ms = 5\n",
+            2,
+            "hls.part_target_ms",
+            "out of range",
+        );
+    }
+
+    #[test]
+    fn redacts_credentials() {
+        assert_eq!(redact_url("rtsp://a:b@h:554/x"), "rtsp://***@h:554/x");
+        assert_eq!(redact_url("rtsp://a:b@h:99999/x"), "rtsp://***@h:99999/x");
+        assert_eq!(redact_url("rtsp://h/x"), "rtsp://h/x");
+    }
+}

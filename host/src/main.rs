@@ -1,0 +1,71 @@
+//! The `vigil` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "vigil", version, about = "Vigil video management system")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Serve the cameras of a config file.
+    Run {
+        #[arg(long, short, default_value = "vigil.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit.
+    CheckConfig {
+        #[arg(long, short, default_value = "vigil.toml")]
+        config: PathBuf,
+    },
+    /// Self-contained demo: simulated cameras served by the host on the embedded defaults.
+    Demo(vigil::app::demo::DemoArgs),
+    /// RTSP camera simulator.
+    Camsim(vigil::camsim::CamsimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,retina=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vigil: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Run { config } => {
+                let cfg = vigil::config::load(&config)?;
+                vigil::app::run(cfg).await
+            }
+            Cmd::CheckConfig { config } => {
+                let cfg = vigil::config::load(&config)?;
+                println!("{}: ok, {} cameras", config.display(), cfg.cameras.len());
+                Ok(())
+            }
+            Cmd::Demo(args) => vigil::app::demo::run(args).await,
+            Cmd::Camsim(args) => vigil::camsim::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

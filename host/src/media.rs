@@ -1,0 +1,525 @@
+//! Frames, stream parameters and the per-camera [`Broadcaster`].
+//!
+//! Architecture invariant: this module knows nothing of RTSP, HTTP, files or plugins.
+//! Sources publish [`Frame`]s; consumers (HLS muxer, later WebRTC, MJPEG, analytics)
+//! subscribe. Publishing never waits for a consumer: a consumer that falls behind the
+//! bounded ring is told how many frames it missed and resumes at the next key frame.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+/// Video codec of a camera stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoCodec {
+    H264,
+    H265,
+}
+
+/// Parameters of the video track; a new value (new generation) means consumers re-init.
+#[derive(Clone, Debug)]
+pub struct VideoTrack {
+    pub codec: VideoCodec,
+    /// RFC 6381 codec string, e.g. `avc1.64001f`.
+    pub rfc6381: String,
+    /// The ISO BMFF sample entry box (`avc1`/`hvc1` with `avcC`/`hvcC`).
+    pub sample_entry: Bytes,
+    pub width: u32,
+    pub height: u32,
+    /// Ticks per second of frame timestamps (90 kHz for RTP video).
+    pub timescale: u32,
+    /// Nominal frame rate from the SPS, when present.
+    pub fps: Option<f64>,
+}
+
+/// Parameters of the audio track (AAC).
+#[derive(Clone, Debug)]
+pub struct AudioTrack {
+    pub rfc6381: String,
+    /// The ISO BMFF sample entry box (`mp4a` with `esds`).
+    pub sample_entry: Bytes,
+    pub sample_rate: u32,
+    pub channels: u16,
+    /// Samples per frame (1024 for AAC-LC).
+    pub frame_length: u32,
+}
+
+/// Everything a consumer needs to interpret frames; shared by all frames of one
+/// generation. A reconnect or an SPS/PPS change makes a new generation.
+#[derive(Clone, Debug)]
+pub struct StreamInfo {
+    pub generation: u64,
+    pub video: VideoTrack,
+    pub audio: Option<AudioTrack>,
+}
+
+/// Which track a frame belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackKind {
+    Video,
+    Audio,
+}
+
+/// One access unit (video) or one audio frame. Cloning is cheap: data is shared.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub track: TrackKind,
+    /// Presentation time in the track's timescale, from the start of the session.
+    pub pts: i64,
+    /// Video: an IDR/IRAP picture a decoder can start at. Audio: always true.
+    pub key: bool,
+    /// Video: 4-byte length-prefixed NAL units. Audio: one raw AAC frame.
+    pub data: Bytes,
+    pub info: Arc<StreamInfo>,
+    /// When the last byte of the frame arrived.
+    pub received: Instant,
+}
+
+/// Whether a length-prefixed (4-byte) H.265 access unit holds an IRAP picture
+/// (BLA, IDR or CRA, NAL types 16..=23): a decoder can start there. Needed because
+/// encoders such as x265 mark periodic key frames as CRA, not IDR. Tolerates
+/// truncated input (returns what it saw so far).
+pub fn h265_is_irap(data: &[u8]) -> bool {
+    let mut i = 0usize;
+    while i + 4 < data.len() {
+        let len = u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) as usize;
+        let Some(&header) = data.get(i + 4) else {
+            break;
+        };
+        let nal_type = (header >> 1) & 0x3f;
+        if (16..=23).contains(&nal_type) {
+            return true;
+        }
+        i = i.saturating_add(4).saturating_add(len);
+    }
+    false
+}
+
+/// What a subscriber receives.
+#[derive(Debug)]
+pub enum Recv {
+    Frame(Frame),
+    /// The subscriber fell behind; it skipped `missed` frames and resumes at the next
+    /// key frame.
+    Lagged {
+        missed: u64,
+    },
+}
+
+/// Bounds of a broadcaster's ring.
+#[derive(Clone, Copy, Debug)]
+pub struct RingLimits {
+    /// Maximum frames kept.
+    pub max_frames: usize,
+    /// Maximum bytes of frame data kept.
+    pub max_bytes: usize,
+}
+
+impl Default for RingLimits {
+    fn default() -> Self {
+        // Enough for a 4 s GOP at 30 fps plus audio, and a few MB of a high bitrate GOP.
+        Self {
+            max_frames: 512,
+            max_bytes: 8 << 20,
+        }
+    }
+}
+
+struct Ring {
+    frames: VecDeque<Frame>,
+    /// Sequence number of `frames[0]`.
+    first_seq: u64,
+    bytes: usize,
+    /// Sequence number of the newest video key frame still in the ring.
+    gop_start: Option<u64>,
+    limits: RingLimits,
+    /// Total frames published.
+    published: u64,
+}
+
+impl Ring {
+    fn next_seq(&self) -> u64 {
+        self.first_seq + self.frames.len() as u64
+    }
+}
+
+/// Fan-out of one camera's frames to any number of consumers.
+#[derive(Clone)]
+pub struct Broadcaster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ring: Mutex<Ring>,
+    /// Carries the next sequence number; receivers wake on publish.
+    tx: watch::Sender<u64>,
+    subscribers: AtomicUsize,
+    /// Subscriber count changes, for on-demand sources.
+    count_tx: watch::Sender<usize>,
+}
+
+impl std::fmt::Debug for Broadcaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broadcaster")
+            .field("subscribers", &self.subscriber_count())
+            .finish()
+    }
+}
+
+impl Default for Broadcaster {
+    fn default() -> Self {
+        Self::new(RingLimits::default())
+    }
+}
+
+impl Broadcaster {
+    pub fn new(limits: RingLimits) -> Self {
+        let (tx, _) = watch::channel(0);
+        let (count_tx, _) = watch::channel(0);
+        Self {
+            inner: Arc::new(Inner {
+                ring: Mutex::new(Ring {
+                    frames: VecDeque::new(),
+                    first_seq: 0,
+                    bytes: 0,
+                    gop_start: None,
+                    limits,
+                    published: 0,
+                }),
+                tx,
+                subscribers: AtomicUsize::new(0),
+                count_tx,
+            }),
+        }
+    }
+
+    /// Adds a frame. Never blocks on consumers: the ring drops its oldest frames.
+    pub fn publish(&self, frame: Frame) {
+        let next = {
+            let mut r = self.inner.ring.lock().unwrap();
+            let seq = r.next_seq();
+            if frame.track == TrackKind::Video && frame.key {
+                r.gop_start = Some(seq);
+            }
+            r.bytes += frame.data.len();
+            r.frames.push_back(frame);
+            r.published += 1;
+            while r.frames.len() > r.limits.max_frames
+                || (r.bytes > r.limits.max_bytes && r.frames.len() > 1)
+            {
+                let old = r.frames.pop_front().expect("non-empty");
+                r.bytes -= old.data.len();
+                r.first_seq += 1;
+            }
+            if r.gop_start.is_some_and(|g| g < r.first_seq) {
+                r.gop_start = None;
+            }
+            r.next_seq()
+        };
+        self.inner.tx.send_replace(next);
+    }
+
+    /// Forgets cached frames (e.g. when the source disconnects, so a new consumer
+    /// does not start with stale video).
+    pub fn clear(&self) {
+        let mut r = self.inner.ring.lock().unwrap();
+        let next = r.next_seq();
+        r.frames.clear();
+        r.bytes = 0;
+        r.first_seq = next;
+        r.gop_start = None;
+    }
+
+    /// A new consumer. It starts at the cached GOP's key frame when there is one, or
+    /// else at the next key frame to arrive.
+    pub fn subscribe(&self) -> Subscription {
+        let (next, synced) = {
+            let r = self.inner.ring.lock().unwrap();
+            match r.gop_start {
+                Some(g) => (g, true),
+                None => (r.next_seq(), false),
+            }
+        };
+        let n = self.inner.subscribers.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.count_tx.send_replace(n);
+        Subscription {
+            inner: self.inner.clone(),
+            rx: self.inner.tx.subscribe(),
+            next,
+            synced,
+        }
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.subscribers.load(Ordering::SeqCst)
+    }
+
+    /// Watches the subscriber count (drives on-demand sources).
+    pub fn watch_subscribers(&self) -> watch::Receiver<usize> {
+        self.inner.count_tx.subscribe()
+    }
+
+    /// Total frames published since creation.
+    pub fn published(&self) -> u64 {
+        self.inner.ring.lock().unwrap().published
+    }
+
+    /// The newest stream parameters seen, if any frame is cached.
+    pub fn latest_info(&self) -> Option<Arc<StreamInfo>> {
+        let r = self.inner.ring.lock().unwrap();
+        r.frames.back().map(|f| f.info.clone())
+    }
+}
+
+/// One consumer's position in a [`Broadcaster`]. Dropping it unsubscribes.
+pub struct Subscription {
+    inner: Arc<Inner>,
+    rx: watch::Receiver<u64>,
+    next: u64,
+    /// False until the subscriber has seen a video key frame; frames before it are
+    /// skipped so decoders never start mid-GOP.
+    synced: bool,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+impl Subscription {
+    /// The next frame or lag notice, without waiting.
+    pub fn try_recv(&mut self) -> Option<Recv> {
+        let r = self.inner.ring.lock().unwrap();
+        if self.next < r.first_seq {
+            let missed = r.first_seq - self.next;
+            self.next = r.first_seq;
+            self.synced = false;
+            return Some(Recv::Lagged { missed });
+        }
+        while self.next < r.next_seq() {
+            let f = &r.frames[(self.next - r.first_seq) as usize];
+            self.next += 1;
+            if !self.synced {
+                if f.track == TrackKind::Video && f.key {
+                    self.synced = true;
+                } else {
+                    continue;
+                }
+            }
+            return Some(Recv::Frame(f.clone()));
+        }
+        None
+    }
+
+    /// The next frame or lag notice. Returns `None` only if the broadcaster is gone.
+    pub async fn recv(&mut self) -> Option<Recv> {
+        loop {
+            self.rx.borrow_and_update();
+            if let Some(r) = self.try_recv() {
+                return Some(r);
+            }
+            if self.rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let n = self.inner.subscribers.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.inner.count_tx.send_replace(n);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn info() -> Arc<StreamInfo> {
+        Arc::new(StreamInfo {
+            generation: 1,
+            video: VideoTrack {
+                codec: VideoCodec::H264,
+                rfc6381: "avc1.42c01e".into(),
+                sample_entry: Bytes::from_static(b"avc1"),
+                width: 640,
+                height: 360,
+                timescale: 90_000,
+                fps: Some(15.0),
+            },
+            audio: None,
+        })
+    }
+
+    fn frame(i: i64, key: bool) -> Frame {
+        Frame {
+            track: TrackKind::Video,
+            pts: i * 6000,
+            key,
+            data: Bytes::from(vec![0u8; 100]),
+            info: info(),
+            received: Instant::now(),
+        }
+    }
+
+    fn pts(r: Option<Recv>) -> Option<i64> {
+        match r {
+            Some(Recv::Frame(f)) => Some(f.pts / 6000),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn h265_irap_detection() {
+        let nal = |t: u8, len: usize| -> Vec<u8> {
+            let mut v = (len as u32 + 2).to_be_bytes().to_vec();
+            v.extend_from_slice(&[t << 1, 1]);
+            v.extend(std::iter::repeat_n(0xaa, len));
+            v
+        };
+        let cra = [nal(39, 5), nal(21, 40)].concat(); // SEI, CRA
+        let idr = nal(19, 10);
+        let trail = [nal(39, 5), nal(1, 40)].concat();
+        assert!(h265_is_irap(&cra));
+        assert!(h265_is_irap(&idr));
+        assert!(!h265_is_irap(&trail));
+        assert!(!h265_is_irap(&[]));
+        assert!(
+            !h265_is_irap(&[0, 0, 0, 200, 2]),
+            "a lying length stops the walk"
+        );
+        assert!(!h265_is_irap(&[0xff, 0xff, 0xff, 0xff, 2, 1, 0]));
+    }
+
+    #[test]
+    fn new_subscriber_starts_at_cached_gop() {
+        let b = Broadcaster::default();
+        for i in 0..10 {
+            b.publish(frame(i, i % 4 == 0));
+        }
+        let mut s = b.subscribe();
+        // Key frames at 0, 4, 8: the current GOP starts at 8.
+        assert_eq!(pts(s.try_recv()), Some(8));
+        assert_eq!(pts(s.try_recv()), Some(9));
+        assert!(s.try_recv().is_none());
+        b.publish(frame(10, false));
+        assert_eq!(pts(s.try_recv()), Some(10));
+    }
+
+    #[test]
+    fn subscriber_before_first_key_frame_waits_for_it() {
+        let b = Broadcaster::default();
+        b.publish(frame(0, false));
+        let mut s = b.subscribe();
+        b.publish(frame(1, false));
+        b.publish(frame(2, true));
+        assert_eq!(pts(s.try_recv()), Some(2));
+    }
+
+    #[test]
+    fn lagging_subscriber_is_told_and_resumes_at_next_key_frame() {
+        let b = Broadcaster::new(RingLimits {
+            max_frames: 8,
+            max_bytes: 1 << 20,
+        });
+        b.publish(frame(0, true));
+        let mut s = b.subscribe();
+        assert_eq!(pts(s.try_recv()), Some(0));
+        // 12 more frames, key frames every 5: 5 and 10. Ring keeps frames 5..=12.
+        for i in 1..=12 {
+            b.publish(frame(i, i % 5 == 0));
+        }
+        match s.try_recv() {
+            Some(Recv::Lagged { missed }) => assert_eq!(missed, 4), // frames 1..=4
+            other => panic!("expected lag, got {other:?}"),
+        }
+        // Resumes at the first key frame in the ring, never mid-GOP.
+        assert_eq!(pts(s.try_recv()), Some(5));
+    }
+
+    #[test]
+    fn lag_mid_gop_skips_to_next_key_frame() {
+        let b = Broadcaster::new(RingLimits {
+            max_frames: 4,
+            max_bytes: 1 << 20,
+        });
+        b.publish(frame(0, true));
+        let mut s = b.subscribe();
+        for i in 1..=9 {
+            b.publish(frame(i, i == 8));
+        }
+        // Ring holds 6..=9; frames 0..=5 were missed; 6 and 7 are mid-GOP and skipped.
+        match s.try_recv() {
+            Some(Recv::Lagged { missed }) => assert_eq!(missed, 6),
+            other => panic!("expected lag, got {other:?}"),
+        }
+        assert_eq!(pts(s.try_recv()), Some(8));
+        assert_eq!(pts(s.try_recv()), Some(9));
+    }
+
+    #[test]
+    fn byte_cap_bounds_ring() {
+        let b = Broadcaster::new(RingLimits {
+            max_frames: 1000,
+            max_bytes: 1000,
+        });
+        for i in 0..100 {
+            b.publish(frame(i, i == 0));
+        }
+        let r = b.inner.ring.lock().unwrap();
+        assert!(r.bytes <= 1000 && r.frames.len() == 10);
+        assert_eq!(
+            r.gop_start, None,
+            "evicted key frame is no longer the cached GOP"
+        );
+    }
+
+    #[test]
+    fn subscriber_count_tracks_drops() {
+        let b = Broadcaster::default();
+        let w = b.watch_subscribers();
+        let s1 = b.subscribe();
+        let s2 = b.subscribe();
+        assert_eq!(*w.borrow(), 2);
+        drop(s1);
+        assert_eq!(b.subscriber_count(), 1);
+        drop(s2);
+        assert_eq!(*w.borrow(), 0);
+    }
+
+    #[tokio::test]
+    async fn recv_wakes_on_publish_and_publish_never_waits() {
+        let b = Broadcaster::default();
+        let mut s = b.subscribe();
+        let h = tokio::spawn(async move { pts(s.recv().await) });
+        tokio::task::yield_now().await;
+        b.publish(frame(0, true));
+        assert_eq!(
+            h.await.unwrap(),
+            Some(0),
+            "a waiting subscriber wakes on publish"
+        );
+
+        // A stalled subscriber (never reading) does not block publishing; when it
+        // finally reads it learns what it missed and resumes at a key frame.
+        let mut stalled = b.subscribe();
+        for i in 1..10_000 {
+            b.publish(frame(i, i % 15 == 0));
+        }
+        match stalled.recv().await {
+            Some(Recv::Lagged { missed }) => assert!(missed > 9_000, "{missed}"),
+            other => panic!("expected a lag notice, got {other:?}"),
+        }
+        let next = pts(stalled.recv().await).unwrap();
+        assert_eq!(next % 15, 0, "resumed at frame {next}, not a key frame");
+    }
+}

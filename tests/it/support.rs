@@ -1,0 +1,226 @@
+//! Shared helpers: peers (GStreamer RTSP server), an HTTP client, polling.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A GStreamer RTSP server on loopback, killed on drop.
+pub struct GstServer {
+    child: Child,
+    pub port: u16,
+    args: Vec<String>,
+}
+
+impl GstServer {
+    /// Starts the fixture with `--mount NAME=KIND` for each pair and extra args.
+    pub fn start(mounts: &[(&str, &str)], extra: &[&str]) -> GstServer {
+        Self::start_on(0, mounts, extra)
+    }
+
+    pub fn start_on(port: u16, mounts: &[(&str, &str)], extra: &[&str]) -> GstServer {
+        let mut args = vec![
+            repo_root()
+                .join("tests/fixtures/gst_rtsp_server.py")
+                .display()
+                .to_string(),
+            "--port".into(),
+            port.to_string(),
+        ];
+        for (name, kind) in mounts {
+            args.push("--mount".into());
+            args.push(format!("{name}={kind}"));
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new("/usr/bin/python3")
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start /usr/bin/python3 gst_rtsp_server.py (run scripts/setup.sh)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read READY line");
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("gst server did not start: {line:?}"));
+        GstServer { child, port, args }
+    }
+
+    pub fn url(&self, mount: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{mount}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same server again on the same port (retrying while the old
+    /// socket is released); returns when it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut args = self.args.clone();
+        args[2] = self.port.to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut child = Command::new("/usr/bin/python3")
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("restart gst server");
+            let mut line = String::new();
+            let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+            if line.starts_with("READY ") {
+                self.child = child;
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                Instant::now() < deadline,
+                "could not restart gst server on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for GstServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// GET `url`; returns status, content type and body.
+pub async fn get(url: &str) -> (u16, String, Bytes) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let r = client
+        .get(url.parse().unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    (status, ct, body)
+}
+
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let (status, _, body) = get(url).await;
+    assert_eq!(status, 200, "GET {url}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Polls `f` every 100 ms until it returns Some or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Ingest settings for tests: quick retries, short timeouts.
+pub const TEST_INGEST: &str =
+    "[ingest]\nretry_initial_ms = 100\nretry_max_ms = 500\nread_timeout_s = 3\n";
+
+/// A host in this process with the given `[[camera]]` entries (TOML text) and the
+/// test ingest settings.
+pub async fn start_host(cameras_toml: &str) -> vigil::app::Host {
+    start_host_config(&format!("{TEST_INGEST}{cameras_toml}")).await
+}
+
+/// A host in this process from config text (its `[server]` table is supplied).
+pub async fn start_host_config(toml: &str) -> vigil::app::Host {
+    let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n{toml}");
+    let cfg = vigil::config::parse("test.toml", &text).expect("test config");
+    vigil::app::Host::start(cfg).await.expect("start host")
+}
+
+/// A camera simulator in this process.
+pub async fn start_camsim(streams: usize, stamp: bool) -> vigil::camsim::Camsim {
+    vigil::camsim::Camsim::start(&vigil::camsim::CamsimArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        streams,
+        stamp,
+        ..Default::default()
+    })
+    .await
+    .expect("start camsim")
+}
+
+/// A loopback port that nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+pub async fn camera(host: &vigil::app::Host, id: &str) -> serde_json::Value {
+    get_json(&format!("http://{}/api/cameras/{id}", host.addr)).await
+}
+
+/// Waits for a camera to reach `state`, returning its JSON.
+pub async fn wait_state(
+    host: &vigil::app::Host,
+    id: &str,
+    state: &str,
+    timeout: Duration,
+) -> serde_json::Value {
+    wait_for(&format!("camera {id} to be {state}"), timeout, || async {
+        let c = camera(host, id).await;
+        (c["state"] == state).then_some(c)
+    })
+    .await
+}
+
+/// Path of the `vigil` binary built beside this test binary (the README's test
+/// command builds every target first).
+pub fn vigil_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("vigil");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A fresh scratch directory under the system temp dir.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vigil-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
