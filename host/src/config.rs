@@ -523,8 +523,7 @@ mode = "on-demand"
 
     /// One bad config per case: the expected line, key and a fragment of the reason.
     fn check(text: &str, line: usize, key: &str, reason: &str) {
-        let e = parse("site.toml", text)
-            .expect_err("config should be rejected");
+        let e = parse("site.toml", text).expect_err("config should be rejected");
         let s = e.to_string();
         assert!(s.starts_with(&format!("site.toml:{line}: {key}: ")), "{s}");
         assert!(s.contains(reason), "{s}");

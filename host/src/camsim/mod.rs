@@ -227,7 +227,11 @@ fn validate(args: &CamsimArgs) -> anyhow::Result<Settings> {
     if !(1..=120).contains(&args.fps) {
         bail!("--fps must be between 1 and 120 (got {})", args.fps);
     }
-    if !args.width.is_multiple_of(2) || !args.height.is_multiple_of(2) || args.width < 16 || args.height < 16 {
+    if !args.width.is_multiple_of(2)
+        || !args.height.is_multiple_of(2)
+        || args.width < 16
+        || args.height < 16
+    {
         bail!(
             "--width and --height must be even and at least 16 (got {}x{})",
             args.width,

@@ -2,11 +2,15 @@
 //! and a playlist. Pure and synchronous (no tokio, no HTTP) so it is tested with
 //! plain frames; [`super::HlsStream`] drives it from a broadcaster subscription.
 //!
-//! Timing: a video sample's duration is known when the next frame arrives, so a
-//! sample joins a part then. A part closes as soon as one more sample of the
-//! current frame interval would push it past the part target, so parts never exceed
-//! the target for regular frame rates. Segments start only at key frames, once the
-//! running segment has reached the segment target.
+//! Timing: a frame joins the open part the moment it arrives, with the previous
+//! frame interval as its provisional duration; when the next frame arrives while the
+//! part is still open, the duration is corrected from the real timestamps. A part
+//! closes as soon as one more frame interval would push it past the part target, so
+//! parts never exceed the target for regular frame rates and a frame never waits for
+//! its successor (that would add a frame interval of latency). Each fragment's
+//! `tfdt` carries the real decode time, so a provisional duration that turns out
+//! wrong costs at most a sub-frame gap, never drift. Segments start only at key
+//! frames, once the running segment has reached the segment target.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -25,9 +29,9 @@ pub struct Part {
     pub duration: f64,
     pub independent: bool,
     pub data: Bytes,
-    /// When the part became fetchable, and the arrival of its newest frame.
+    /// When the part became fetchable, and the arrival of its oldest frame.
     pub ready_at: Instant,
-    pub newest_frame: Instant,
+    pub oldest_frame: Instant,
 }
 
 /// A segment: its parts in order; complete once the next segment started.
@@ -79,16 +83,18 @@ pub struct Muxer {
     video_offset: i64,
     /// Next output decode time of video, ticks.
     video_next: u64,
-    pending: Option<Frame>,
+    /// Input pts of the newest video frame, to correct its provisional duration.
+    last_video_pts: Option<i64>,
     last_duration: u32,
     part_video: Vec<Sample>,
     part_video_base: u64,
     part_audio: Vec<Sample>,
     part_audio_base: u64,
-    part_newest: Option<Instant>,
+    part_oldest: Option<Instant>,
     next_discontinuity: bool,
     max_segment_duration: f64,
-    /// Part availability latencies (part ready − its newest frame's arrival).
+    /// Part availability latencies: part fetchable − arrival of its oldest frame
+    /// (the longest any frame of the part waited).
     pub latencies: VecDeque<Duration>,
 }
 
@@ -107,13 +113,13 @@ impl Muxer {
             info: None,
             video_offset: 0,
             video_next: 0,
-            pending: None,
+            last_video_pts: None,
             last_duration: 0,
             part_video: Vec::new(),
             part_video_base: 0,
             part_audio: Vec::new(),
             part_audio_base: 0,
-            part_newest: None,
+            part_oldest: None,
             next_discontinuity: false,
             max_segment_duration: 0.0,
             latencies: VecDeque::new(),
@@ -128,7 +134,6 @@ impl Muxer {
             if f.track != TrackKind::Video || !f.key {
                 return false; // wait for a key frame of the new generation
             }
-            published |= self.flush_pending();
             published |= self.close_part();
             self.close_segment();
             if self.info.is_some() {
@@ -137,21 +142,26 @@ impl Muxer {
             self.info = Some(f.info.clone());
             self.video_offset = self.video_next as i64 - f.pts;
             self.last_duration = 0;
+            self.last_video_pts = None;
             let init = Bytes::from(fmp4::init_segment(&f.info));
             self.inits.push_back((f.info.generation, init));
         }
         match f.track {
             TrackKind::Video => {
-                if let Some(prev) = self.pending.take() {
-                    let d = f.pts - prev.pts;
-                    let dur = if d > 0 && d < i64::from(prev.info.video.timescale) * 10 {
-                        d as u32
-                    } else {
-                        self.estimate_duration(&prev)
-                    };
-                    published |= self.add_video(prev, dur);
+                if let Some(prev) = self.last_video_pts {
+                    let d = f.pts - prev;
+                    if d > 0 && d < i64::from(f.info.video.timescale) * 10 {
+                        self.last_duration = d as u32;
+                        // The previous frame is the open part's last sample unless
+                        // the part closed after it.
+                        if let Some(s) = self.part_video.last_mut() {
+                            s.duration = d as u32;
+                        }
+                    }
                 }
-                self.pending = Some(f);
+                self.last_video_pts = Some(f.pts);
+                let dur = self.estimate_duration(&f);
+                published |= self.add_video(f, dur);
             }
             TrackKind::Audio => self.add_audio(f),
         }
@@ -161,7 +171,7 @@ impl Muxer {
     /// The subscription lagged: frames were lost, so timestamps jump. Flush what we
     /// have and mark the next segment as a discontinuity.
     pub fn on_lag(&mut self) -> bool {
-        let p = self.flush_pending() | self.close_part();
+        let p = self.close_part();
         self.close_segment();
         self.next_discontinuity = true;
         // Force a fresh timeline mapping at the next key frame.
@@ -179,17 +189,6 @@ impl Muxer {
             .fps
             .filter(|&r| r > 0.0)
             .map_or(ts / 15, |r| (f64::from(ts) / r) as u32)
-    }
-
-    /// Publishes the pending frame with an estimated duration (at a generation change).
-    fn flush_pending(&mut self) -> bool {
-        match self.pending.take() {
-            Some(p) => {
-                let d = self.estimate_duration(&p);
-                self.add_video(p, d)
-            }
-            None => false,
-        }
     }
 
     fn timescale(&self) -> f64 {
@@ -219,10 +218,11 @@ impl Muxer {
                 .map_or(0.0, |s| s.duration())
                 + self.part_duration();
             if (self.segments.back().is_some_and(|s| !s.complete) || !self.part_video.is_empty())
-                && seg_dur + eps >= self.segment_target - d / 2.0 {
-                    published |= self.close_part();
-                    self.close_segment();
-                }
+                && seg_dur + eps >= self.segment_target - d / 2.0
+            {
+                published |= self.close_part();
+                self.close_segment();
+            }
         }
         let open_segment = self.segments.back().is_some_and(|s| !s.complete);
         if !open_segment && self.part_video.is_empty() && !f.key {
@@ -236,7 +236,7 @@ impl Muxer {
         }
         self.video_next = (f.pts + self.video_offset).max(0) as u64 + u64::from(dur);
         self.last_duration = dur;
-        self.part_newest = Some(self.part_newest.map_or(f.received, |t| t.max(f.received)));
+        self.part_oldest = Some(self.part_oldest.map_or(f.received, |t| t.min(f.received)));
         self.part_video.push(Sample {
             duration: dur,
             key: f.key,
@@ -306,12 +306,12 @@ impl Muxer {
         self.part_video.clear();
         self.part_audio.clear();
         let now = Instant::now();
-        let newest = self.part_newest.take().unwrap_or(now);
+        let oldest = self.part_oldest.take().unwrap_or(now);
         if self.latencies.len() >= 1000 {
             self.latencies.pop_front();
         }
         self.latencies
-            .push_back(now.saturating_duration_since(newest));
+            .push_back(now.saturating_duration_since(oldest));
         if self.segments.back().is_none_or(|s| s.complete) {
             let init_id = self.info.as_ref().map_or(0, |i| i.generation);
             self.segments.push_back(Segment {
@@ -330,7 +330,7 @@ impl Muxer {
             independent,
             data: Bytes::from(data),
             ready_at: now,
-            newest_frame: newest,
+            oldest_frame: oldest,
         });
         true
     }
@@ -350,9 +350,10 @@ impl Muxer {
             || (bytes(self) > self.max_bytes && self.segments.len() > 2)
         {
             if let Some(old) = self.segments.pop_front()
-                && old.discontinuity {
-                    self.discontinuity_seq += 1;
-                }
+                && old.discontinuity
+            {
+                self.discontinuity_seq += 1;
+            }
         }
         let oldest_init = self.segments.front().map(|s| s.init_id);
         while self.inits.len() > 1 && Some(self.inits[0].0) != oldest_init {
@@ -429,10 +430,12 @@ impl Muxer {
         self.segments.iter().map(Segment::bytes).sum()
     }
 
+    /// `EXT-X-TARGETDURATION`: every EXTINF rounded to the nearest integer must not
+    /// exceed it (RFC 8216 4.3.3.1).
     pub fn target_duration(&self) -> u64 {
         self.max_segment_duration
-            .max(self.segment_target)
-            .ceil()
+            .round()
+            .max(self.segment_target.ceil())
             .max(1.0) as u64
     }
 
@@ -599,9 +602,11 @@ seg-1.m4s
             for p in &s.parts {
                 assert!(p.duration <= 0.2 + 1e-9, "part of {}", p.duration);
             }
+            // A part that closes right after the odd frame keeps that frame's
+            // provisional duration: off by at most one frame interval (1/30 s).
             if s.complete {
                 assert!(
-                    (s.duration() - 2.0).abs() < 1e-6,
+                    (s.duration() - 2.0).abs() <= 1.0 / 30.0 + 1e-6,
                     "segment of {}",
                     s.duration()
                 );
@@ -622,9 +627,9 @@ seg-1.m4s
         assert!(matches!(m.part(0, 1), Lookup::Pending));
         assert!(matches!(m.part(5, 0), Lookup::Gone));
         m.push(frame(&inf, 4, false));
-        m.push(frame(&inf, 5, false));
         assert!(!m.satisfies(0, Some(1)), "part 0.1 needs three samples");
-        m.push(frame(&inf, 6, false));
+        // The third sample closes the part at once: no waiting for its successor.
+        m.push(frame(&inf, 5, false));
         assert!(m.satisfies(0, Some(1)));
         assert!(matches!(m.part(0, 1), Lookup::Ready(_)));
         assert!(!m.satisfies(0, None));
