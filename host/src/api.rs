@@ -117,6 +117,7 @@ fn camera_json(state: &AppState, c: &Camera) -> serde_json::Value {
         "frames": st.frames,
         "bytes": st.bytes,
         "consumers": c.broadcaster.subscriber_count(),
+        "gop_cache_bytes": c.broadcaster.cached_bytes(),
         "hls": hls,
     })
 }

@@ -114,18 +114,25 @@ pub enum Recv {
 /// Bounds of a broadcaster's ring.
 #[derive(Clone, Copy, Debug)]
 pub struct RingLimits {
-    /// Maximum frames kept.
+    /// Hard cap of frames kept.
     pub max_frames: usize,
-    /// Maximum bytes of frame data kept.
+    /// Hard cap of bytes of frame data kept.
     pub max_bytes: usize,
+    /// Frames kept behind the live edge even when they precede the cached GOP: the
+    /// slack a consumer may fall behind before it lags. Frames of the current GOP
+    /// are always kept (within the hard caps).
+    pub slack_frames: usize,
 }
 
 impl Default for RingLimits {
     fn default() -> Self {
-        // Enough for a 4 s GOP at 30 fps plus audio, and a few MB of a high bitrate GOP.
+        // Hard caps fit a 4 s GOP at 30 fps plus audio, or a few MB of a high bitrate
+        // GOP. The slack is about 2 s of 15 fps video (0.5 s with AAC audio): consumers read
+        // within microseconds, so only a stalled one gets that far behind.
         Self {
             max_frames: 512,
             max_bytes: 8 << 20,
+            slack_frames: 32,
         }
     }
 }
@@ -209,8 +216,11 @@ impl Broadcaster {
             r.bytes += frame.data.len();
             r.frames.push_back(frame);
             r.published += 1;
+            // Memory per camera is the current GOP plus the slack, not the hard caps.
             while r.frames.len() > r.limits.max_frames
                 || (r.bytes > r.limits.max_bytes && r.frames.len() > 1)
+                || (r.frames.len() > r.limits.slack_frames
+                    && r.gop_start.is_some_and(|g| r.first_seq < g))
             {
                 let old = r.frames.pop_front().expect("non-empty");
                 r.bytes -= old.data.len();
@@ -267,6 +277,12 @@ impl Broadcaster {
     /// Total frames published since creation.
     pub fn published(&self) -> u64 {
         self.inner.ring.lock().unwrap().published
+    }
+
+    /// Bytes of frame data held in the ring (the cached GOP and what consumers
+    /// may still need).
+    pub fn cached_bytes(&self) -> usize {
+        self.inner.ring.lock().unwrap().bytes
     }
 
     /// The newest stream parameters seen, if any frame is cached.
@@ -430,6 +446,7 @@ pub(crate) mod tests {
         let b = Broadcaster::new(RingLimits {
             max_frames: 8,
             max_bytes: 1 << 20,
+            slack_frames: 8,
         });
         b.publish(frame(0, true));
         let mut s = b.subscribe();
@@ -451,6 +468,7 @@ pub(crate) mod tests {
         let b = Broadcaster::new(RingLimits {
             max_frames: 4,
             max_bytes: 1 << 20,
+            slack_frames: 4,
         });
         b.publish(frame(0, true));
         let mut s = b.subscribe();
@@ -471,6 +489,7 @@ pub(crate) mod tests {
         let b = Broadcaster::new(RingLimits {
             max_frames: 1000,
             max_bytes: 1000,
+            slack_frames: 1000,
         });
         for i in 0..100 {
             b.publish(frame(i, i == 0));
@@ -481,6 +500,35 @@ pub(crate) mod tests {
             r.gop_start, None,
             "evicted key frame is no longer the cached GOP"
         );
+    }
+
+    #[test]
+    fn ring_keeps_current_gop_plus_slack_only() {
+        let b = Broadcaster::new(RingLimits {
+            max_frames: 1000,
+            max_bytes: 1 << 20,
+            slack_frames: 10,
+        });
+        // 60 frames, key frames every 15: the current GOP starts at 45.
+        for i in 0..60 {
+            b.publish(frame(i, i % 15 == 0));
+        }
+        {
+            let r = b.inner.ring.lock().unwrap();
+            assert_eq!(
+                r.frames.len(),
+                15,
+                "only the current GOP (longer than the slack)"
+            );
+            assert_eq!(r.gop_start, Some(45));
+        }
+        // Two frames into a new GOP: the slack keeps 10 frames, the GOP start is kept.
+        b.publish(frame(60, true));
+        b.publish(frame(61, false));
+        let r = b.inner.ring.lock().unwrap();
+        assert_eq!(r.frames.len(), 10);
+        assert_eq!(r.frames.front().unwrap().pts / 6000, 52);
+        assert_eq!(r.gop_start, Some(60));
     }
 
     #[test]

@@ -1,1 +1,29 @@
-fn main() {}
+//! Project automation: `cargo xtask <task>`.
+//!
+//! - `bench ingest [--counts 100,500,1000] [--ffmpeg-counts 25,100] [--seconds 30]`:
+//!   the ingest + LL-HLS benchmark of docs/benchmarks.md. Builds `vigil` in release,
+//!   runs `vigil camsim` and `vigil run` as separate processes, reads CPU time and
+//!   RSS from /proc, and runs one `ffmpeg -c copy -f hls` per camera as the peer.
+//!
+//! Deliberately dependency-light (std + serde_json): HTTP here is a few blocking
+//! GETs on loopback.
+
+mod bench;
+
+use anyhow::{Context, bail};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench") => match args.get(1).map(String::as_str) {
+            Some("ingest") => bench::ingest(&bench::Options::parse(&args[2..])?),
+            other => bail!("unknown benchmark {other:?}; available: ingest"),
+        },
+        Some("help") | None => {
+            println!("cargo xtask bench ingest [--counts 100,500,1000] [--ffmpeg-counts 25,100] [--seconds 30]");
+            Ok(())
+        }
+        Some(other) => bail!("unknown task {other:?}; try `cargo xtask help`"),
+    }
+    .context("xtask failed")
+}
