@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -118,21 +118,21 @@ pub struct RingLimits {
     pub max_frames: usize,
     /// Hard cap of bytes of frame data kept.
     pub max_bytes: usize,
-    /// Frames kept behind the live edge even when they precede the cached GOP: the
-    /// slack a consumer may fall behind before it lags. Frames of the current GOP
-    /// are always kept (within the hard caps).
-    pub slack_frames: usize,
+    /// How far behind the live edge (by arrival time) frames are kept even when
+    /// they precede the cached GOP: how long a consumer may stall before it lags.
+    /// Frames of the current GOP are always kept (within the hard caps).
+    pub slack: Duration,
 }
 
 impl Default for RingLimits {
     fn default() -> Self {
         // Hard caps fit a 4 s GOP at 30 fps plus audio, or a few MB of a high bitrate
-        // GOP. The slack is about 2 s of 15 fps video (0.5 s with AAC audio): consumers read
-        // within microseconds, so only a stalled one gets that far behind.
+        // GOP. Consumers read within microseconds, so only a stalled one falls half a
+        // second behind; memory per camera is then about one GOP.
         Self {
             max_frames: 512,
             max_bytes: 8 << 20,
-            slack_frames: 32,
+            slack: Duration::from_millis(500),
         }
     }
 }
@@ -216,11 +216,17 @@ impl Broadcaster {
             r.bytes += frame.data.len();
             r.frames.push_back(frame);
             r.published += 1;
-            // Memory per camera is the current GOP plus the slack, not the hard caps.
+            // Memory per camera is the current GOP or the slack, not the hard caps.
+            let newest = r.frames.back().map(|f| f.received);
+            let stale = |r: &Ring| {
+                r.gop_start.is_some_and(|g| r.first_seq < g)
+                    && r.frames.front().zip(newest).is_some_and(|(f, n)| {
+                        n.saturating_duration_since(f.received) > r.limits.slack
+                    })
+            };
             while r.frames.len() > r.limits.max_frames
                 || (r.bytes > r.limits.max_bytes && r.frames.len() > 1)
-                || (r.frames.len() > r.limits.slack_frames
-                    && r.gop_start.is_some_and(|g| r.first_seq < g))
+                || stale(&r)
             {
                 let old = r.frames.pop_front().expect("non-empty");
                 r.bytes -= old.data.len();
@@ -446,7 +452,7 @@ pub(crate) mod tests {
         let b = Broadcaster::new(RingLimits {
             max_frames: 8,
             max_bytes: 1 << 20,
-            slack_frames: 8,
+            slack: Duration::from_secs(60),
         });
         b.publish(frame(0, true));
         let mut s = b.subscribe();
@@ -468,7 +474,7 @@ pub(crate) mod tests {
         let b = Broadcaster::new(RingLimits {
             max_frames: 4,
             max_bytes: 1 << 20,
-            slack_frames: 4,
+            slack: Duration::from_secs(60),
         });
         b.publish(frame(0, true));
         let mut s = b.subscribe();
@@ -489,7 +495,7 @@ pub(crate) mod tests {
         let b = Broadcaster::new(RingLimits {
             max_frames: 1000,
             max_bytes: 1000,
-            slack_frames: 1000,
+            slack: Duration::from_secs(60),
         });
         for i in 0..100 {
             b.publish(frame(i, i == 0));
@@ -507,11 +513,17 @@ pub(crate) mod tests {
         let b = Broadcaster::new(RingLimits {
             max_frames: 1000,
             max_bytes: 1 << 20,
-            slack_frames: 10,
+            slack: Duration::from_millis(600),
         });
+        // Frames arrive every 60 ms: the slack is 10 frame intervals.
+        let t0 = Instant::now();
+        let at = |i: i64| Frame {
+            received: t0 + Duration::from_millis(60 * i as u64),
+            ..frame(i, i % 15 == 0)
+        };
         // 60 frames, key frames every 15: the current GOP starts at 45.
         for i in 0..60 {
-            b.publish(frame(i, i % 15 == 0));
+            b.publish(at(i));
         }
         {
             let r = b.inner.ring.lock().unwrap();
@@ -523,11 +535,11 @@ pub(crate) mod tests {
             assert_eq!(r.gop_start, Some(45));
         }
         // Two frames into a new GOP: the slack keeps 10 frames, the GOP start is kept.
-        b.publish(frame(60, true));
-        b.publish(frame(61, false));
+        b.publish(at(60));
+        b.publish(at(61));
         let r = b.inner.ring.lock().unwrap();
-        assert_eq!(r.frames.len(), 10);
-        assert_eq!(r.frames.front().unwrap().pts / 6000, 52);
+        assert_eq!(r.frames.len(), 11);
+        assert_eq!(r.frames.front().unwrap().pts / 6000, 51);
         assert_eq!(r.gop_start, Some(60));
     }
 

@@ -20,6 +20,8 @@ pub struct Options {
     pub counts: Vec<usize>,
     pub ffmpeg_counts: Vec<usize>,
     pub seconds: u64,
+    /// Ingest only: start no LL-HLS muxers (to compare with ingest-only peers).
+    pub no_hls: bool,
 }
 
 impl Options {
@@ -28,6 +30,7 @@ impl Options {
             counts: vec![100, 500, 1000],
             ffmpeg_counts: vec![25, 100],
             seconds: 30,
+            no_hls: false,
         };
         let list = |v: &str| -> anyhow::Result<Vec<usize>> {
             if v.is_empty() {
@@ -44,6 +47,7 @@ impl Options {
                 "--counts" => o.counts = list(val()?)?,
                 "--ffmpeg-counts" => o.ffmpeg_counts = list(val()?)?,
                 "--seconds" => o.seconds = val()?.parse().context("--seconds")?,
+                "--no-hls" => o.no_hls = true,
                 other => bail!("unknown option {other:?}"),
             }
         }
@@ -89,17 +93,25 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-/// User + system CPU ticks of a process.
-fn cpu_ticks(pid: u32) -> u64 {
+/// User and system CPU ticks of a process.
+fn cpu_ticks(pid: u32) -> (u64, u64) {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
+        return (0, 0);
     };
     let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0;
+        return (0, 0);
     };
     let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (field(11), field(12))
+}
+
+/// CPU use over a window, in % of one core.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    total: f64,
+    /// The kernel's share (TCP receive, wake-ups): what any RTSP client pays.
+    system: f64,
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -195,18 +207,27 @@ fn start_camsim(vigil: &Path, n: usize) -> anyhow::Result<(Proc, u16)> {
     Ok((p, port))
 }
 
-/// CPU (% of one core) and median RSS (KiB) of a set of processes over `seconds`.
-fn measure(pids: &[u32], seconds: u64) -> (f64, u64) {
+/// CPU and median RSS (KiB) of a set of processes over `seconds`.
+fn measure(pids: &[u32], seconds: u64) -> (Cpu, u64) {
     let tck = clk_tck();
+    let sum = || {
+        pids.iter()
+            .map(|&p| cpu_ticks(p))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
     let t0 = Instant::now();
-    let c0: u64 = pids.iter().map(|&p| cpu_ticks(p)).sum();
+    let c0 = sum();
     let mut rss = Vec::new();
     while t0.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_secs(1));
         rss.push(pids.iter().map(|&p| rss_kib(p)).sum::<u64>());
     }
-    let c1: u64 = pids.iter().map(|&p| cpu_ticks(p)).sum();
-    let cpu = (c1 - c0) as f64 / tck / t0.elapsed().as_secs_f64() * 100.0;
+    let c1 = sum();
+    let pct = |ticks: u64| ticks as f64 / tck / t0.elapsed().as_secs_f64() * 100.0;
+    let cpu = Cpu {
+        total: pct(c1.0 + c1.1 - c0.0 - c0.1),
+        system: pct(c1.1 - c0.1),
+    };
     rss.sort_unstable();
     (cpu, rss.get(rss.len() / 2).copied().unwrap_or(0))
 }
@@ -219,9 +240,9 @@ fn median(v: &mut [f64]) -> f64 {
 #[derive(Debug)]
 struct VigilRow {
     n: usize,
-    cpu: f64,
+    cpu: Cpu,
     rss_kib: u64,
-    sim_cpu: f64,
+    sim_cpu: Cpu,
     lat_p50: f64,
     lat_p99: f64,
     lat_p99_max: f64,
@@ -229,7 +250,7 @@ struct VigilRow {
     gop_kib: f64,
 }
 
-fn run_vigil(vigil: &Path, n: usize, seconds: u64) -> anyhow::Result<VigilRow> {
+fn run_vigil(vigil: &Path, n: usize, seconds: u64, hls: bool) -> anyhow::Result<VigilRow> {
     let (sim, sim_port) = start_camsim(vigil, n)?;
     let dir = std::env::temp_dir().join(format!("vigil-bench-{n}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -270,7 +291,7 @@ fn run_vigil(vigil: &Path, n: usize, seconds: u64) -> anyhow::Result<VigilRow> {
     // One LL-HLS muxer per camera, started by a playlist request (a few threads).
     let t = Instant::now();
     std::thread::scope(|s| {
-        for k in 0..4 {
+        for k in 0..if hls { 4 } else { 0 } {
             s.spawn(move || {
                 for i in (k..n).step_by(4) {
                     let _ = http_get(addr, &format!("/cameras/c{i}/hls/index.m3u8"));
@@ -301,7 +322,7 @@ fn run_vigil(vigil: &Path, n: usize, seconds: u64) -> anyhow::Result<VigilRow> {
     let muxers = get_json(addr, "/api/health")?["hls_muxers"]
         .as_u64()
         .unwrap_or(0);
-    if muxers as usize != n {
+    if hls && muxers as usize != n {
         eprintln!("bench: warning: only {muxers} of {n} HLS muxers active");
     }
     drop(host);
@@ -320,7 +341,7 @@ fn run_vigil(vigil: &Path, n: usize, seconds: u64) -> anyhow::Result<VigilRow> {
     })
 }
 
-fn run_ffmpeg(vigil: &Path, n: usize, seconds: u64) -> anyhow::Result<(f64, u64)> {
+fn run_ffmpeg(vigil: &Path, n: usize, seconds: u64) -> anyhow::Result<(Cpu, u64)> {
     let (sim, sim_port) = start_camsim(vigil, n)?;
     let dir = std::env::temp_dir().join(format!("vigil-bench-ffmpeg-{n}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -372,43 +393,48 @@ pub fn ingest(o: &Options) -> anyhow::Result<()> {
     all.dedup();
     for &n in &all {
         eprintln!("bench: vigil with {n} cameras");
-        rows.push(run_vigil(&vigil, n, o.seconds)?);
+        rows.push(run_vigil(&vigil, n, o.seconds, !o.no_hls)?);
     }
     println!(
-        "\n| cameras | vigil CPU (% of 1 core) | per camera | RSS (MiB) | per camera (KiB) | GOP cache/cam (KiB) | part latency p50 / p99 (median cam) | worst cam p99 | camsim CPU | streaming |"
+        "\n| cameras | vigil CPU (% of 1 core) | of which kernel | per camera | RSS (MiB) | per camera (KiB) | GOP cache/cam (KiB) | part latency p50 / p99 (median cam) | worst cam p99 | camsim CPU | streaming |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.1} % | {:.3} % | {:.1} | {:.0} | {:.0} | {:.0} / {:.0} ms | {:.0} ms | {:.1} % | {} |",
+            "| {} | {:.1} % | {:.1} % | {:.3} % | {:.1} | {:.0} | {:.0} | {:.0} / {:.0} ms | {:.0} ms | {:.1} % | {} |",
             r.n,
-            r.cpu,
-            r.cpu / r.n as f64,
+            r.cpu.total,
+            r.cpu.system,
+            r.cpu.total / r.n as f64,
             r.rss_kib as f64 / 1024.0,
             r.rss_kib as f64 / r.n as f64,
             r.gop_kib,
             r.lat_p50,
             r.lat_p99,
             r.lat_p99_max,
-            r.sim_cpu,
+            r.sim_cpu.total,
             r.streaming
         );
     }
     if !o.ffmpeg_counts.is_empty() {
         println!(
-            "\n| cameras | ffmpeg CPU (% of 1 core) | ffmpeg RSS (MiB) | vigil CPU | vigil RSS (MiB) | CPU ratio | RSS ratio |"
+            "\n| cameras | ffmpeg CPU (% of 1 core) | of which kernel | ffmpeg RSS (MiB) | vigil CPU | of which kernel | vigil RSS (MiB) | CPU ratio | user-space CPU ratio | RSS ratio |"
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         for &n in &o.ffmpeg_counts {
             eprintln!("bench: ffmpeg with {n} cameras");
             let (cpu, rss) = run_ffmpeg(&vigil, n, o.seconds)?;
             let v = rows.iter().find(|r| r.n == n).context("vigil row")?;
             println!(
-                "| {n} | {cpu:.1} % | {:.1} | {:.1} % | {:.1} | {:.0}× | {:.0}× |",
+                "| {n} | {:.1} % | {:.1} % | {:.1} | {:.1} % | {:.1} % | {:.1} | {:.1}× | {:.1}× | {:.0}× |",
+                cpu.total,
+                cpu.system,
                 rss as f64 / 1024.0,
-                v.cpu,
+                v.cpu.total,
+                v.cpu.system,
                 v.rss_kib as f64 / 1024.0,
-                cpu / v.cpu.max(0.01),
+                cpu.total / v.cpu.total.max(0.01),
+                (cpu.total - cpu.system) / (v.cpu.total - v.cpu.system).max(0.01),
                 rss as f64 / v.rss_kib.max(1) as f64
             );
         }

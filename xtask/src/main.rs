@@ -1,7 +1,7 @@
 //! Project automation: `cargo xtask <task>`.
 //!
 //! - `bench ingest [--counts 100,500,1000] [--ffmpeg-counts 25,100] [--seconds 30]`:
-//!   the ingest + LL-HLS benchmark of docs/benchmarks.md. Builds `vigil` in release,
+//!   (`--no-hls`: ingest only) the ingest + LL-HLS benchmark of docs/benchmarks.md. Builds `vigil` in release,
 //!   runs `vigil camsim` and `vigil run` as separate processes, reads CPU time and
 //!   RSS from /proc, and runs one `ffmpeg -c copy -f hls` per camera as the peer.
 //!
@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
             other => bail!("unknown benchmark {other:?}; available: ingest"),
         },
         Some("help") | None => {
-            println!("cargo xtask bench ingest [--counts 100,500,1000] [--ffmpeg-counts 25,100] [--seconds 30]");
+            println!("cargo xtask bench ingest [--counts 100,500,1000] [--ffmpeg-counts 25,100] [--seconds 30] [--no-hls]");
             Ok(())
         }
         Some(other) => bail!("unknown task {other:?}; try `cargo xtask help`"),
