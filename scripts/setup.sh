@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have nasm || need_apt+=(nasm)
+have cmake || need_apt+=(cmake)   # builds libjpeg-turbo (turbojpeg crate)
 have ffmpeg || need_apt+=(ffmpeg)
 have ffprobe || need_apt+=(ffmpeg)
 have gst-launch-1.0 || need_apt+=(gstreamer1.0-tools)

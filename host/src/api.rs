@@ -17,12 +17,17 @@ use serde_json::json;
 use crate::error::{Error, ErrorKind};
 use crate::hls::Hls;
 use crate::ingest::Camera;
+use crate::mjpeg::Mjpeg;
+use crate::snapshot::Snapshots;
+use crate::stats::Protocol;
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub cameras: Arc<Vec<Arc<Camera>>>,
     pub hls: Arc<Hls>,
+    pub snapshots: Arc<Snapshots>,
+    pub mjpeg: Arc<Mjpeg>,
     pub started: Instant,
 }
 
@@ -89,6 +94,9 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/cameras", get(list_cameras))
         .route("/api/cameras/{id}", get(get_camera))
         .route("/cameras/{id}/hls/{file}", get(hls_file))
+        .route("/cameras/{id}/snapshot.jpg", get(snapshot))
+        .route("/cameras/{id}/mjpeg", get(mjpeg))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(Error::new(ErrorKind::NotFound, "no such endpoint")) })
         .with_state(state)
 }
@@ -119,7 +127,29 @@ fn camera_json(state: &AppState, c: &Camera) -> serde_json::Value {
         "consumers": c.broadcaster.subscriber_count(),
         "gop_cache_bytes": c.broadcaster.cached_bytes(),
         "hls": hls,
+        "mjpeg": state.mjpeg.stats(&c.config.id),
+        "outputs": outputs_json(state, c),
     })
+}
+
+/// Viewers, bytes and sessions by protocol. HLS is stateless: its viewers are the
+/// LL-HLS clients holding a blocking playlist request right now.
+fn outputs_json(state: &AppState, c: &Camera) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for p in Protocol::ALL {
+        let mut counts = c.outputs.get(p).counts();
+        if p == Protocol::Hls {
+            counts.viewers = state
+                .hls
+                .existing(&c.config.id)
+                .map_or(0, |s| s.stats().waiting_requests as i64);
+        }
+        m.insert(
+            p.name().into(),
+            serde_json::to_value(counts).unwrap_or_default(),
+        );
+    }
+    serde_json::Value::Object(m)
 }
 
 async fn list_cameras(State(s): State<AppState>) -> Json<serde_json::Value> {
@@ -214,6 +244,7 @@ async fn hls_file(
     {
         let g: u64 = g.parse().map_err(|_| not_found())?;
         let b = s.hls.init(&cam, g).await?;
+        cam.outputs.get(Protocol::Hls).add_bytes(b.len());
         return Ok(media("video/mp4", b));
     }
     if let Some(n) = file
@@ -222,6 +253,7 @@ async fn hls_file(
     {
         let n: u64 = n.parse().map_err(|_| not_found())?;
         let b = s.hls.segment(&cam, n).await?;
+        cam.outputs.get(Protocol::Hls).add_bytes(b.len());
         return Ok(media("video/iso.segment", b));
     }
     if let Some(r) = file
@@ -232,12 +264,237 @@ async fn hls_file(
         let m: u64 = m.parse().map_err(|_| not_found())?;
         let p: usize = p.parse().map_err(|_| not_found())?;
         let b = s.hls.part(&cam, m, p).await?;
+        cam.outputs.get(Protocol::Hls).add_bytes(b.len());
         return Ok(media("video/iso.segment", b));
     }
     Err(ApiError(Error::new(
         ErrorKind::NotFound,
         format!("no HLS resource {file:?}"),
     )))
+}
+
+#[derive(Deserialize)]
+struct SnapshotQuery {
+    width: Option<String>,
+}
+
+async fn snapshot(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<SnapshotQuery>,
+) -> Result<Response, ApiError> {
+    let cam = s.camera(&id)?.clone();
+    let width = q
+        .width
+        .map(|w| {
+            w.parse::<u32>()
+                .map_err(|_| bad(format!("width={w:?} is not a number")))
+        })
+        .transpose()?;
+    let jpeg = s.snapshots.jpeg(&cam, width).await?;
+    let stats = cam.outputs.get(Protocol::Snapshot);
+    stats
+        .sessions_opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    stats
+        .sessions_closed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    stats.add_bytes(jpeg.len());
+    let mut r = media("image/jpeg", jpeg);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct MjpegQuery {
+    fps: Option<String>,
+}
+
+/// `multipart/x-mixed-replace` JPEG stream. `?fps=` lowers the rate for this viewer
+/// (the camera's encoder runs at `[mjpeg] fps`).
+async fn mjpeg(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<MjpegQuery>,
+) -> Result<Response, ApiError> {
+    let cam = s.camera(&id)?.clone();
+    let fps = q
+        .fps
+        .map(|f| match f.parse::<f64>() {
+            Ok(v) if (0.1..=60.0).contains(&v) => Ok(v),
+            _ => Err(bad(format!("fps={f:?} is not a number in 0.1..=60"))),
+        })
+        .transpose()?;
+    let rx = s.mjpeg.subscribe(&cam)?;
+    let guard = crate::stats::OwnedViewerGuard::new(cam.clone(), Protocol::Mjpeg);
+    let min_gap = fps.map(|f| std::time::Duration::from_secs_f64(1.0 / f));
+    let state = (rx, guard, None::<Instant>);
+    let body = futures::stream::unfold(state, move |(mut rx, guard, mut last)| async move {
+        loop {
+            rx.changed().await.ok()?;
+            let Some(jpeg) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            if let (Some(gap), Some(t)) = (min_gap, last)
+                && t.elapsed() < gap
+            {
+                continue;
+            }
+            last = Some(Instant::now());
+            let mut part = Vec::with_capacity(jpeg.len() + 96);
+            part.extend_from_slice(
+                format!(
+                    "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                    jpeg.len()
+                )
+                .as_bytes(),
+            );
+            part.extend_from_slice(&jpeg);
+            part.extend_from_slice(b"\r\n");
+            guard.stats().add_bytes(part.len());
+            return Some((
+                Ok::<_, std::convert::Infallible>(bytes::Bytes::from(part)),
+                (rx, guard, last),
+            ));
+        }
+    });
+    let mut r = axum::body::Body::from_stream(body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("multipart/x-mixed-replace; boundary=frame"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    Ok(r)
+}
+
+/// Prometheus text exposition (format 0.0.4).
+async fn metrics(State(s): State<AppState>) -> Response {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(4096 + s.cameras.len() * 2048);
+    let mut family =
+        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        };
+    let cams = &s.cameras;
+    let label = |c: &Camera| format!("camera=\"{}\"", c.config.id);
+    family(
+        "vigil_camera_streaming",
+        "gauge",
+        "1 if the camera is streaming, else 0.",
+        &mut cams.iter().map(|c| {
+            let up = c.status().state == crate::ingest::CameraState::Streaming;
+            (label(c), u8::from(up).to_string())
+        }),
+    );
+    family(
+        "vigil_camera_frames_received_total",
+        "counter",
+        "Video frames received from the camera.",
+        &mut cams
+            .iter()
+            .map(|c| (label(c), c.status().frames.to_string())),
+    );
+    family(
+        "vigil_camera_bytes_received_total",
+        "counter",
+        "Video bytes received from the camera.",
+        &mut cams
+            .iter()
+            .map(|c| (label(c), c.status().bytes.to_string())),
+    );
+    family(
+        "vigil_camera_reconnects_total",
+        "counter",
+        "RTSP sessions started after the first.",
+        &mut cams
+            .iter()
+            .map(|c| (label(c), c.status().reconnects.to_string())),
+    );
+    let per_proto = |f: &dyn Fn(&Camera, Protocol) -> String| -> Vec<(String, String)> {
+        cams.iter()
+            .flat_map(|c| {
+                Protocol::ALL
+                    .iter()
+                    .map(move |&p| (format!("{},protocol=\"{}\"", label(c), p.name()), f(c, p)))
+            })
+            .collect()
+    };
+    let hls_viewers = |c: &Camera| {
+        s.hls
+            .existing(&c.config.id)
+            .map_or(0, |h| h.stats().waiting_requests as i64)
+    };
+    family(
+        "vigil_viewers",
+        "gauge",
+        "Viewers now by protocol (HLS: clients holding a blocking playlist request).",
+        &mut per_proto(&|c, p| match p {
+            Protocol::Hls => hls_viewers(c).to_string(),
+            _ => c.outputs.get(p).counts().viewers.to_string(),
+        })
+        .into_iter(),
+    );
+    family(
+        "vigil_bytes_sent_total",
+        "counter",
+        "Media bytes sent to viewers by protocol.",
+        &mut per_proto(&|c, p| c.outputs.get(p).counts().bytes_sent.to_string()).into_iter(),
+    );
+    family(
+        "vigil_sessions_opened_total",
+        "counter",
+        "Viewer sessions opened by protocol (snapshots: requests served).",
+        &mut per_proto(&|c, p| c.outputs.get(p).counts().sessions_opened.to_string()).into_iter(),
+    );
+    family(
+        "vigil_sessions_closed_total",
+        "counter",
+        "Viewer sessions closed by protocol.",
+        &mut per_proto(&|c, p| c.outputs.get(p).counts().sessions_closed.to_string()).into_iter(),
+    );
+    family(
+        "vigil_hls_part_latency_seconds",
+        "gauge",
+        "LL-HLS part availability latency (oldest frame arrival to part fetchable) over the last 1000 parts.",
+        &mut cams
+            .iter()
+            .filter_map(|c| s.hls.existing(&c.config.id).map(|h| (c, h.stats())))
+            .flat_map(|(c, st)| {
+                [
+                    ("0.5", st.part_latency_ms_p50),
+                    ("0.99", st.part_latency_ms_p99),
+                ]
+                .into_iter()
+                .filter_map(move |(q, v)| {
+                    v.map(|v| {
+                        (
+                            format!("{},quantile=\"{q}\"", label(c)),
+                            format!("{:.4}", v / 1000.0),
+                        )
+                    })
+                })
+            }),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vigil_uptime_seconds Seconds since the host started.\n# TYPE vigil_uptime_seconds gauge\nvigil_uptime_seconds {:.1}",
+        s.started.elapsed().as_secs_f64()
+    );
+    let mut r = out.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }
 
 const HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
@@ -274,6 +531,8 @@ mod tests {
         AppState {
             cameras: Arc::new(vec![cam]),
             hls: Hls::new(HlsConfig::default()),
+            snapshots: crate::snapshot::Snapshots::new(Default::default()),
+            mjpeg: crate::mjpeg::Mjpeg::new(Default::default()),
             started: Instant::now(),
         }
     }

@@ -55,6 +55,8 @@ impl Host {
         let state = AppState {
             cameras: Arc::new(cameras),
             hls: Hls::new(cfg.hls.clone()),
+            snapshots: crate::snapshot::Snapshots::new(cfg.snapshot),
+            mjpeg: crate::mjpeg::Mjpeg::new(cfg.mjpeg),
             started: Instant::now(),
         };
         let router = api::router(state.clone());

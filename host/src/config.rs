@@ -41,7 +41,89 @@ pub struct Config {
     pub server: ServerConfig,
     pub ingest: IngestConfig,
     pub hls: HlsConfig,
+    pub webrtc: WebrtcConfig,
+    pub mjpeg: MjpegConfig,
+    pub snapshot: SnapshotConfig,
     pub cameras: Vec<CameraConfig>,
+}
+
+/// `[mjpeg]`: the per-camera MJPEG encoder.
+#[derive(Clone, Copy, Debug)]
+pub struct MjpegConfig {
+    /// Pictures per second encoded per camera.
+    pub fps: f64,
+    /// Width of the pictures (aspect kept); `None`: the camera's.
+    pub width: Option<u32>,
+    /// JPEG quality, 1..=100.
+    pub quality: u8,
+}
+
+impl Default for MjpegConfig {
+    fn default() -> Self {
+        Self {
+            fps: 5.0,
+            width: None,
+            quality: 70,
+        }
+    }
+}
+
+/// `[snapshot]`.
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotConfig {
+    /// JPEG quality, 1..=100.
+    pub quality: u8,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self { quality: 80 }
+    }
+}
+
+/// One `[[webrtc.ice_server]]`.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub credential: String,
+}
+
+/// `[webrtc]`: WHEP sessions.
+#[derive(Clone, Debug)]
+pub struct WebrtcConfig {
+    /// Local IPs whose UDP sockets become ICE host candidates. `0.0.0.0` stands for
+    /// every non-loopback interface.
+    pub addresses: Vec<std::net::IpAddr>,
+    /// UDP ports for sessions (one per session and address); `None`: ephemeral.
+    pub ports: Option<(u16, u16)>,
+    /// Public IPs announced instead of the host candidates' (1:1 NAT).
+    pub public_ips: Vec<std::net::IpAddr>,
+    pub ice_servers: Vec<IceServer>,
+    pub max_sessions: usize,
+    pub max_sessions_per_camera: usize,
+    /// A session that is not connected this long after its answer is closed.
+    pub connect_timeout: Duration,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        Self {
+            addresses: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from([0, 0, 0, 0]),
+            ],
+            ports: None,
+            public_ips: Vec::new(),
+            ice_servers: Vec::new(),
+            max_sessions: 500,
+            max_sessions_per_camera: 100,
+            connect_timeout: Duration::from_secs(15),
+        }
+    }
 }
 
 /// `[server]`.
@@ -184,7 +266,40 @@ struct RawConfig {
     #[serde(default)]
     hls: RawHls,
     #[serde(default)]
+    webrtc: RawWebrtc,
+    #[serde(default)]
+    mjpeg: RawMjpeg,
+    #[serde(default)]
+    snapshot: RawSnapshot,
+    #[serde(default)]
     camera: Vec<RawCamera>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebrtc {
+    addresses: Option<Spanned<Vec<String>>>,
+    port_range: Option<Spanned<String>>,
+    public_ips: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    ice_server: Vec<Spanned<IceServer>>,
+    max_sessions: Option<Spanned<usize>>,
+    max_sessions_per_camera: Option<Spanned<usize>>,
+    connect_timeout_s: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMjpeg {
+    fps: Option<Spanned<f64>>,
+    width: Option<Spanned<u32>>,
+    quality: Option<Spanned<u8>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSnapshot {
+    quality: Option<Spanned<u8>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -399,10 +514,143 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             mode: c.mode,
         });
     }
+    let mut webrtc = WebrtcConfig::default();
+    let w = &raw.webrtc;
+    let ips = |v: &Spanned<Vec<String>>, key: &str| -> Result<Vec<std::net::IpAddr>, ConfigError> {
+        v.get_ref()
+            .iter()
+            .map(|s| {
+                s.parse::<std::net::IpAddr>()
+                    .map_err(|_| err(v.span(), key, format!("{s:?} is not an IP address")))
+            })
+            .collect()
+    };
+    if let Some(a) = &w.addresses {
+        webrtc.addresses = ips(a, "webrtc.addresses")?;
+        if webrtc.addresses.is_empty() {
+            return Err(err(
+                a.span(),
+                "webrtc.addresses",
+                "needs at least one address".into(),
+            ));
+        }
+    }
+    if let Some(p) = &w.public_ips {
+        webrtc.public_ips = ips(p, "webrtc.public_ips")?;
+    }
+    if let Some(r) = &w.port_range {
+        let bad = || {
+            err(
+                r.span(),
+                "webrtc.port_range",
+                format!(
+                    "{:?} is not a range like \"40000-40199\" of ports 1..=65535",
+                    r.get_ref()
+                ),
+            )
+        };
+        let (a, b) = r.get_ref().split_once('-').ok_or_else(bad)?;
+        let (a, b): (u16, u16) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        if a == 0 || b < a {
+            return Err(bad());
+        }
+        webrtc.ports = Some((a, b));
+    }
+    for s in &w.ice_server {
+        let urls = &s.get_ref().urls;
+        if urls.is_empty()
+            || urls
+                .iter()
+                .any(|u| !(u.starts_with("stun:") || u.starts_with("turn:")))
+        {
+            return Err(err(
+                s.span(),
+                "webrtc.ice_server.urls",
+                format!("{urls:?}: give at least one URL, each starting with stun: or turn:"),
+            ));
+        }
+    }
+    webrtc.ice_servers = w.ice_server.iter().map(|s| s.get_ref().clone()).collect();
+    let count =
+        |v: &Option<Spanned<usize>>, key: &str, default: usize| -> Result<usize, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(s) if (1..=100_000).contains(s.get_ref()) => Ok(*s.get_ref()),
+                Some(s) => Err(err(
+                    s.span(),
+                    key,
+                    format!("{} is out of range 1..=100000", s.get_ref()),
+                )),
+            }
+        };
+    webrtc.max_sessions = count(&w.max_sessions, "webrtc.max_sessions", webrtc.max_sessions)?;
+    webrtc.max_sessions_per_camera = count(
+        &w.max_sessions_per_camera,
+        "webrtc.max_sessions_per_camera",
+        webrtc.max_sessions_per_camera,
+    )?;
+    if let Some(s) = &w.connect_timeout_s {
+        if !(1..=600).contains(s.get_ref()) {
+            return Err(err(
+                s.span(),
+                "webrtc.connect_timeout_s",
+                format!("{} is out of range 1..=600", s.get_ref()),
+            ));
+        }
+        webrtc.connect_timeout = Duration::from_secs(*s.get_ref());
+    }
+
+    let quality = |v: &Option<Spanned<u8>>, key: &str, default: u8| -> Result<u8, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) if (1..=100).contains(s.get_ref()) => Ok(*s.get_ref()),
+            Some(s) => Err(err(
+                s.span(),
+                key,
+                format!("{} is out of range 1..=100", s.get_ref()),
+            )),
+        }
+    };
+    let mut mjpeg = MjpegConfig::default();
+    if let Some(f) = &raw.mjpeg.fps {
+        if !(0.1..=60.0).contains(f.get_ref()) {
+            return Err(err(
+                f.span(),
+                "mjpeg.fps",
+                format!("{} is out of range 0.1..=60", f.get_ref()),
+            ));
+        }
+        mjpeg.fps = *f.get_ref();
+    }
+    if let Some(wd) = &raw.mjpeg.width {
+        if !(16..=7680).contains(wd.get_ref()) {
+            return Err(err(
+                wd.span(),
+                "mjpeg.width",
+                format!("{} is out of range 16..=7680", wd.get_ref()),
+            ));
+        }
+        mjpeg.width = Some(*wd.get_ref());
+    }
+    mjpeg.quality = quality(&raw.mjpeg.quality, "mjpeg.quality", mjpeg.quality)?;
+    let snapshot = SnapshotConfig {
+        quality: quality(
+            &raw.snapshot.quality,
+            "snapshot.quality",
+            SnapshotConfig::default().quality,
+        )?,
+    };
+
     Ok(Config {
         server,
         ingest,
         hls,
+        webrtc,
+        mjpeg,
+        snapshot,
         cameras,
     })
 }

@@ -21,7 +21,9 @@ use tokio::sync::watch;
 
 use crate::config::{CameraConfig, IngestConfig, Mode, Transport};
 use crate::error::{Error, ErrorKind};
-use crate::media::{AudioTrack, Broadcaster, Frame, StreamInfo, TrackKind, VideoCodec, VideoTrack};
+use crate::media::{
+    AudioCodec, AudioTrack, Broadcaster, Frame, StreamInfo, TrackKind, VideoCodec, VideoTrack,
+};
 
 /// Where a camera's connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -87,6 +89,8 @@ pub struct Camera {
     pub config: CameraConfig,
     pub broadcaster: Broadcaster,
     pub status: Mutex<CameraStatus>,
+    /// Viewers and bytes by output protocol.
+    pub outputs: crate::stats::OutputStats,
 }
 
 impl Camera {
@@ -102,6 +106,7 @@ impl Camera {
             config,
             broadcaster: Broadcaster::default(),
             status: Mutex::new(status),
+            outputs: Default::default(),
         })
     }
 
@@ -165,9 +170,10 @@ pub async fn run_session(
                 ),
             )
         })?;
-    let audio_i = streams
-        .iter()
-        .position(|s| s.media() == "audio" && s.encoding_name() == "mpeg4-generic");
+    // AAC feeds LL-HLS; G.711 feeds WebRTC. Other audio is left out.
+    let audio_i = streams.iter().position(|s| {
+        s.media() == "audio" && matches!(s.encoding_name(), "mpeg4-generic" | "pcmu" | "pcma")
+    });
     let transport = match c.transport {
         Transport::Tcp => retina::client::Transport::Tcp(Default::default()),
         Transport::Udp => retina::client::Transport::Udp(Default::default()),
@@ -295,15 +301,37 @@ fn stream_info(
         .frame_rate()
         .filter(|&(n, d)| n > 0 && d > 0)
         .map(|(n, d)| f64::from(d) / f64::from(n));
-    let audio = match audio.and_then(|s| s.parameters()) {
-        Some(ParametersRef::Audio(ap)) => match (ap.rfc6381_codec(), ap.mp4_sample_entry().build())
-        {
-            (Some(codec), Ok(entry)) => Some(AudioTrack {
-                rfc6381: codec.to_string(),
-                sample_entry: Bytes::from(entry),
+    let (sps, pps, vps) = match vp.codec_params() {
+        VideoParametersCodec::H264 { sps, pps } => (sps.clone(), pps.clone(), None),
+        VideoParametersCodec::H265 { vps, sps, pps } => {
+            (sps.clone(), pps.clone(), Some(vps.clone()))
+        }
+        _ => unreachable!("codec checked above"),
+    };
+    let audio = match (audio, audio.and_then(|s| s.parameters())) {
+        (Some(s), Some(ParametersRef::Audio(ap))) => match s.encoding_name() {
+            "mpeg4-generic" => match (ap.rfc6381_codec(), ap.mp4_sample_entry().build()) {
+                (Some(codec), Ok(entry)) => Some(AudioTrack {
+                    codec: AudioCodec::Aac,
+                    rfc6381: codec.to_string(),
+                    sample_entry: Some(Bytes::from(entry)),
+                    sample_rate: ap.clock_rate(),
+                    channels: ap.channels().get(),
+                    frame_length: ap.frame_length().map_or(1024, |n| n.get()),
+                }),
+                _ => None,
+            },
+            name @ ("pcmu" | "pcma") => Some(AudioTrack {
+                codec: if name == "pcmu" {
+                    AudioCodec::Pcmu
+                } else {
+                    AudioCodec::Pcma
+                },
+                rfc6381: name.to_string(),
+                sample_entry: None,
                 sample_rate: ap.clock_rate(),
                 channels: ap.channels().get(),
-                frame_length: ap.frame_length().map_or(1024, |n| n.get()),
+                frame_length: ap.frame_length().map_or(160, |n| n.get()),
             }),
             _ => None,
         },
@@ -313,6 +341,9 @@ fn stream_info(
         generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         video: VideoTrack {
             codec,
+            sps,
+            pps,
+            vps,
             rfc6381: vp.rfc6381_codec().to_string(),
             sample_entry: Bytes::from(sample_entry),
             width,

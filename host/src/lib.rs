@@ -7,6 +7,9 @@
 //!   (knows nothing of RTSP, HTTP or files).
 //! - [`ingest`]: RTSP sources via `retina` and the per-camera supervisor.
 //! - [`hls`]: the fMP4/CMAF muxer and LL-HLS playlists.
+//! - [`codec`]: H.264 decoding, scaling and JPEG encoding (openh264, libjpeg-turbo).
+//! - [`snapshot`], [`mjpeg`]: JPEG outputs built on [`codec`].
+//! - [`stats`]: per-camera output counters.
 //! - [`api`]: the HTTP surface (JSON API, HLS endpoints, the minimal web page).
 //! - [`camsim`]: the RTSP camera simulator used by the demo, tests and benchmarks.
 //! - [`app`]: wiring: builds cameras from config and runs the server.
@@ -14,8 +17,12 @@
 pub mod api;
 pub mod app;
 pub mod camsim;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod hls;
 pub mod ingest;
 pub mod media;
+pub mod mjpeg;
+pub mod snapshot;
+pub mod stats;

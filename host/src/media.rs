@@ -25,6 +25,10 @@ pub enum VideoCodec {
 #[derive(Clone, Debug)]
 pub struct VideoTrack {
     pub codec: VideoCodec,
+    /// Parameter set NAL units (without start codes): SPS and PPS, plus VPS for H.265.
+    pub sps: Bytes,
+    pub pps: Bytes,
+    pub vps: Option<Bytes>,
     /// RFC 6381 codec string, e.g. `avc1.64001f`.
     pub rfc6381: String,
     /// The ISO BMFF sample entry box (`avc1`/`hvc1` with `avcC`/`hvcC`).
@@ -37,15 +41,29 @@ pub struct VideoTrack {
     pub fps: Option<f64>,
 }
 
-/// Parameters of the audio track (AAC).
+/// Audio codecs the host passes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioCodec {
+    /// AAC (MPEG-4 audio): carried by LL-HLS.
+    Aac,
+    /// G.711 µ-law: carried by WebRTC.
+    Pcmu,
+    /// G.711 A-law: carried by WebRTC.
+    Pcma,
+}
+
+/// Parameters of the audio track.
 #[derive(Clone, Debug)]
 pub struct AudioTrack {
+    pub codec: AudioCodec,
+    /// RFC 6381 codec string (`mp4a.40.2`) for AAC, the encoding name otherwise.
     pub rfc6381: String,
-    /// The ISO BMFF sample entry box (`mp4a` with `esds`).
-    pub sample_entry: Bytes,
+    /// The ISO BMFF sample entry box (`mp4a` with `esds`); AAC only.
+    pub sample_entry: Option<Bytes>,
     pub sample_rate: u32,
     pub channels: u16,
-    /// Samples per frame (1024 for AAC-LC).
+    /// Samples per frame (1024 for AAC-LC); for G.711 the nominal packet size.
     pub frame_length: u32,
 }
 
@@ -73,31 +91,56 @@ pub struct Frame {
     pub pts: i64,
     /// Video: an IDR/IRAP picture a decoder can start at. Audio: always true.
     pub key: bool,
-    /// Video: 4-byte length-prefixed NAL units. Audio: one raw AAC frame.
+    /// Video: one access unit as 4-byte length-prefixed NAL units (the ISO BMFF
+    /// form), without in-band parameter sets: those are in [`VideoTrack`]; see
+    /// [`write_annex_b`] for decoders and WebRTC. Audio: one raw AAC frame or a run
+    /// of G.711 samples.
     pub data: Bytes,
     pub info: Arc<StreamInfo>,
     /// When the last byte of the frame arrived.
     pub received: Instant,
 }
 
-/// Whether a length-prefixed (4-byte) H.265 access unit holds an IRAP picture
-/// (BLA, IDR or CRA, NAL types 16..=23): a decoder can start there. Needed because
-/// encoders such as x265 mark periodic key frames as CRA, not IDR. Tolerates
-/// truncated input (returns what it saw so far).
-pub fn h265_is_irap(data: &[u8]) -> bool {
-    let mut i = 0usize;
-    while i + 4 < data.len() {
-        let len = u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) as usize;
-        let Some(&header) = data.get(i + 4) else {
-            break;
-        };
-        let nal_type = (header >> 1) & 0x3f;
-        if (16..=23).contains(&nal_type) {
-            return true;
+/// The NAL units of a 4-byte length-prefixed access unit. Stops at the first
+/// length that overruns the data; never panics on malformed input.
+pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if len == 0 || len > tail.len() {
+            rest = &[];
+            return None;
         }
-        i = i.saturating_add(4).saturating_add(len);
+        let (nal, next) = tail.split_at(len);
+        rest = next;
+        Some(nal)
+    })
+}
+
+/// Appends a video frame to `out` in Annex B form (start codes), for decoders and
+/// RTP packetizers. With `parameter_sets`, a key frame is preceded by the track's
+/// VPS (H.265), SPS and PPS so decoding can start there.
+pub fn write_annex_b(frame: &Frame, parameter_sets: bool, out: &mut Vec<u8>) {
+    const START: [u8; 4] = [0, 0, 0, 1];
+    if parameter_sets && frame.key {
+        let v = &frame.info.video;
+        for ps in v.vps.iter().chain([&v.sps, &v.pps]) {
+            out.extend_from_slice(&START);
+            out.extend_from_slice(ps);
+        }
     }
-    false
+    for nal in nal_units(&frame.data) {
+        out.extend_from_slice(&START);
+        out.extend_from_slice(nal);
+    }
+}
+
+/// Whether a length-prefixed H.265 access unit holds an IRAP picture (BLA, IDR or
+/// CRA, NAL types 16..=23): a decoder can start there. Needed because encoders
+/// such as x265 mark periodic key frames as CRA, not IDR.
+pub fn h265_is_irap(data: &[u8]) -> bool {
+    nal_units(data).any(|nal| (16..=23).contains(&((nal[0] >> 1) & 0x3f)))
 }
 
 /// What a subscriber receives.
@@ -291,6 +334,13 @@ impl Broadcaster {
         self.inner.ring.lock().unwrap().bytes
     }
 
+    /// The cached GOP's key frame: the newest picture a decoder can start from.
+    pub fn latest_key_frame(&self) -> Option<Frame> {
+        let r = self.inner.ring.lock().unwrap();
+        let g = r.gop_start?;
+        r.frames.get((g - r.first_seq) as usize).cloned()
+    }
+
     /// The newest stream parameters seen, if any frame is cached.
     pub fn latest_info(&self) -> Option<Arc<StreamInfo>> {
         let r = self.inner.ring.lock().unwrap();
@@ -371,6 +421,9 @@ pub(crate) mod tests {
             generation: 1,
             video: VideoTrack {
                 codec: VideoCodec::H264,
+                sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e]),
+                pps: Bytes::from_static(&[0x68, 0xce]),
+                vps: None,
                 rfc6381: "avc1.42c01e".into(),
                 sample_entry: Bytes::from_static(b"avc1"),
                 width: 640,
@@ -401,6 +454,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn nal_units_and_annex_b() {
+        let data = [0, 0, 0, 2, 0x41, 0x9a, 0, 0, 0, 1, 0x06, 0, 0, 0, 9, 1];
+        let nals: Vec<&[u8]> = nal_units(&data).collect();
+        assert_eq!(
+            nals,
+            vec![&[0x41, 0x9a][..], &[0x06]],
+            "stops at the overrunning length"
+        );
+        assert_eq!(nal_units(&[]).count(), 0);
+        assert_eq!(nal_units(&[0, 0, 0, 0, 1]).count(), 0);
+        let mut f = frame(0, true);
+        f.data = Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]);
+        let mut out = Vec::new();
+        write_annex_b(&f, true, &mut out);
+        assert_eq!(
+            out,
+            [
+                &[0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0, 0, 0, 1, 0x68, 0xce][..],
+                &[0, 0, 0, 1, 0x65, 0x88]
+            ]
+            .concat()
+        );
+        out.clear();
+        write_annex_b(&f, false, &mut out);
+        assert_eq!(out, [0, 0, 0, 1, 0x65, 0x88]);
+    }
+
+    #[test]
     fn h265_irap_detection() {
         let nal = |t: u8, len: usize| -> Vec<u8> {
             let mut v = (len as u32 + 2).to_be_bytes().to_vec();
@@ -415,10 +496,6 @@ pub(crate) mod tests {
         assert!(h265_is_irap(&idr));
         assert!(!h265_is_irap(&trail));
         assert!(!h265_is_irap(&[]));
-        assert!(
-            !h265_is_irap(&[0, 0, 0, 200, 2]),
-            "a lying length stops the walk"
-        );
         assert!(!h265_is_irap(&[0xff, 0xff, 0xff, 0xff, 2, 1, 0]));
     }
 

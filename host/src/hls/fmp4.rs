@@ -56,6 +56,13 @@ fn u32be(b: &mut Vec<u8>, v: u32) {
 
 const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 
+/// The audio track if HLS can carry it (AAC; G.711 is left to WebRTC).
+pub fn hls_audio(info: &StreamInfo) -> Option<&crate::media::AudioTrack> {
+    info.audio
+        .as_ref()
+        .filter(|a| a.codec == crate::media::AudioCodec::Aac && a.sample_entry.is_some())
+}
+
 /// The init segment for a stream generation.
 pub fn init_segment(info: &StreamInfo) -> Vec<u8> {
     let mut b = Vec::with_capacity(1024);
@@ -87,11 +94,17 @@ pub fn init_segment(info: &StreamInfo) -> Vec<u8> {
             Some((v.width, v.height)),
             &v.sample_entry,
         );
-        if let Some(a) = &info.audio {
-            trak(b, AUDIO_TRACK, a.sample_rate, None, &a.sample_entry);
+        if let Some(entry) = hls_audio(info).and_then(|a| a.sample_entry.as_ref()) {
+            trak(
+                b,
+                AUDIO_TRACK,
+                info.audio.as_ref().map_or(0, |a| a.sample_rate),
+                None,
+                entry,
+            );
         }
         bx(b, b"mvex", |b| {
-            let tracks: &[u32] = if info.audio.is_some() {
+            let tracks: &[u32] = if hls_audio(info).is_some() {
                 &[VIDEO_TRACK, AUDIO_TRACK]
             } else {
                 &[VIDEO_TRACK]

@@ -250,7 +250,9 @@ impl Muxer {
 
     fn add_audio(&mut self, f: Frame) {
         let Some(info) = &self.info else { return };
-        let Some(a) = &info.audio else { return };
+        let Some(a) = fmp4::hls_audio(info) else {
+            return;
+        };
         if self.part_video.is_empty() && self.segments.back().is_none_or(|s| s.complete) {
             return; // no segment to attach it to yet
         }
