@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -28,6 +28,7 @@ pub struct AppState {
     pub hls: Arc<Hls>,
     pub snapshots: Arc<Snapshots>,
     pub mjpeg: Arc<Mjpeg>,
+    pub whep: Arc<crate::whep::Whep>,
     pub started: Instant,
 }
 
@@ -89,6 +90,7 @@ impl IntoResponse for ApiError {
 pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/", get(index))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/assets/hls.min.js", get(hls_js))
         .route("/api/health", get(health))
         .route("/api/cameras", get(list_cameras))
@@ -96,7 +98,16 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/cameras/{id}/hls/{file}", get(hls_file))
         .route("/cameras/{id}/snapshot.jpg", get(snapshot))
         .route("/cameras/{id}/mjpeg", get(mjpeg))
+        .route("/cameras/{id}/player", get(player))
+        .route("/cameras/{id}/whep", post(whep_offer).options(whep_options))
+        .route(
+            "/cameras/{id}/whep/{session}",
+            axum::routing::delete(whep_delete)
+                .patch(whep_patch)
+                .options(whep_options),
+        )
         .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .fallback(|| async { ApiError(Error::new(ErrorKind::NotFound, "no such endpoint")) })
         .with_state(state)
 }
@@ -128,6 +139,7 @@ fn camera_json(state: &AppState, c: &Camera) -> serde_json::Value {
         "gop_cache_bytes": c.broadcaster.cached_bytes(),
         "hls": hls,
         "mjpeg": state.mjpeg.stats(&c.config.id),
+        "webrtc_sessions": state.whep.sessions(&c.config.id),
         "outputs": outputs_json(state, c),
     })
 }
@@ -181,6 +193,8 @@ async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
         "cameras": s.cameras.len(),
         "camera_states": by_state,
         "hls_muxers": s.hls.active(),
+        "mjpeg_encoders": s.mjpeg.active(),
+        "webrtc": s.whep.stats(),
     }))
 }
 
@@ -373,6 +387,114 @@ async fn mjpeg(
     Ok(r)
 }
 
+/// CORS for WHEP: players on other origins may embed streams.
+fn whep_cors(h: &mut axum::http::HeaderMap) {
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, PATCH, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, If-Match, Authorization"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location, Link, ETag"),
+    );
+}
+
+async fn whep_options() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    whep_cors(r.headers_mut());
+    r.headers_mut()
+        .insert("accept-post", HeaderValue::from_static("application/sdp"));
+    r
+}
+
+fn content_type_is(headers: &axum::http::HeaderMap, want: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+}
+
+fn unsupported_media_type(want: &str) -> Response {
+    let body = json!({ "error": { "kind": "invalid_argument", "message": format!("expected Content-Type: {want}") } });
+    (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(body)).into_response()
+}
+
+/// WHEP: `application/sdp` offer in, `201 Created` with the answer and the session
+/// URL in `Location` (RFC 9725).
+async fn whep_offer(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    let cam = s.camera(&id)?.clone();
+    if !content_type_is(&headers, "application/sdp") {
+        return Ok(unsupported_media_type("application/sdp"));
+    }
+    let (session, answer) = s.whep.offer(&cam, body).await?;
+    let mut r = (StatusCode::CREATED, answer).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("/cameras/{id}/whep/{session}")) {
+        h.insert(header::LOCATION, v);
+    }
+    for server in s.whep.ice_servers() {
+        for url in &server.urls {
+            let mut link = format!("<{url}>; rel=\"ice-server\"");
+            if !server.username.is_empty() {
+                link.push_str(&format!(
+                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    server.username, server.credential
+                ));
+            }
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                h.append(header::LINK, v);
+            }
+        }
+    }
+    whep_cors(h);
+    Ok(r)
+}
+
+async fn whep_delete(
+    State(s): State<AppState>,
+    Path((id, session)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    s.camera(&id)?;
+    s.whep.delete(&id, &session).await?;
+    let mut r = StatusCode::OK.into_response();
+    whep_cors(r.headers_mut());
+    Ok(r)
+}
+
+async fn whep_patch(
+    State(s): State<AppState>,
+    Path((id, session)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    s.camera(&id)?;
+    if !content_type_is(&headers, "application/trickle-ice-sdpfrag") {
+        return Ok(unsupported_media_type("application/trickle-ice-sdpfrag"));
+    }
+    s.whep.patch(&id, &session, &body).await?;
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    whep_cors(r.headers_mut());
+    Ok(r)
+}
+
 /// Prometheus text exposition (format 0.0.4).
 async fn metrics(State(s): State<AppState>) -> Response {
     use std::fmt::Write as _;
@@ -503,6 +625,15 @@ async fn hls_js() -> Response {
     media("text/javascript", HLS_JS)
 }
 
+/// The embeddable player page (`?protocol=whep|hls|mjpeg|auto`).
+async fn player(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<&'static str>, ApiError> {
+    s.camera(&id)?;
+    Ok(Html(include_str!("../web/player.html")))
+}
+
 async fn index() -> Html<&'static str> {
     Html(include_str!("../web/index.html"))
 }
@@ -533,6 +664,7 @@ mod tests {
             hls: Hls::new(HlsConfig::default()),
             snapshots: crate::snapshot::Snapshots::new(Default::default()),
             mjpeg: crate::mjpeg::Mjpeg::new(Default::default()),
+            whep: crate::whep::Whep::new(Default::default()),
             started: Instant::now(),
         }
     }

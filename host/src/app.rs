@@ -57,6 +57,7 @@ impl Host {
             hls: Hls::new(cfg.hls.clone()),
             snapshots: crate::snapshot::Snapshots::new(cfg.snapshot),
             mjpeg: crate::mjpeg::Mjpeg::new(cfg.mjpeg),
+            whep: crate::whep::Whep::new(cfg.webrtc.clone()),
             started: Instant::now(),
         };
         let router = api::router(state.clone());
@@ -81,6 +82,7 @@ impl Host {
     /// Stops cameras and the server; waits (bounded) for RTSP TEARDOWNs.
     pub async fn stop(self) {
         self.shutdown.send_replace(true);
+        self.state.whep.close_all().await;
         for s in self.supervisors {
             let _ = s.await;
         }

@@ -10,6 +10,8 @@
 //! - [`codec`]: H.264 decoding, scaling and JPEG encoding (openh264, libjpeg-turbo).
 //! - [`snapshot`], [`mjpeg`]: JPEG outputs built on [`codec`].
 //! - [`stats`]: per-camera output counters.
+//! - [`whep`]: WebRTC playback (WHEP) with the `webrtc` crate; [`whep_client`] the
+//!   viewer side, for `vigil probe`, tests and benchmarks.
 //! - [`api`]: the HTTP surface (JSON API, HLS endpoints, the minimal web page).
 //! - [`camsim`]: the RTSP camera simulator used by the demo, tests and benchmarks.
 //! - [`app`]: wiring: builds cameras from config and runs the server.
@@ -26,3 +28,5 @@ pub mod media;
 pub mod mjpeg;
 pub mod snapshot;
 pub mod stats;
+pub mod whep;
+pub mod whep_client;

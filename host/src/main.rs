@@ -28,14 +28,36 @@ enum Cmd {
     Demo(vigil::app::demo::DemoArgs),
     /// RTSP camera simulator.
     Camsim(vigil::camsim::CamsimArgs),
+    /// Play a stream as a viewer and report what arrived (JSON on stdout).
+    Probe {
+        #[command(subcommand)]
+        what: Probe,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Probe {
+    /// A WHEP endpoint, e.g. http://127.0.0.1:8080/cameras/lobby/whep
+    Whep {
+        url: String,
+        /// Seconds to play after the first frame.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Do not decode (cheaper; for load tests).
+        #[arg(long)]
+        no_decode: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,retina=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "info,retina=warn,rtc=error,rtc_ice=error,webrtc=error",
+                )
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -68,6 +90,23 @@ fn main() -> ExitCode {
             }
             Cmd::Demo(args) => vigil::app::demo::run(args).await,
             Cmd::Camsim(args) => vigil::camsim::run(args).await,
+            Cmd::Probe {
+                what:
+                    Probe::Whep {
+                        url,
+                        seconds,
+                        no_decode,
+                    },
+            } => {
+                let opts = vigil::whep_client::ProbeOptions {
+                    duration: std::time::Duration::from_secs_f64(seconds.clamp(0.0, 86_400.0)),
+                    decode: !no_decode,
+                    ..Default::default()
+                };
+                let report = vigil::whep_client::probe(&url, &opts).await?;
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(())
+            }
         }
     });
     match result {

@@ -175,7 +175,7 @@ impl Hls {
     ) -> Result<String> {
         let s = self.stream(cam);
         if !s
-            .wait_for(self.first_media_timeout(), Muxer::has_media)
+            .wait_for(self.first_media_timeout(), Muxer::has_segment)
             .await?
         {
             let st = cam.status();

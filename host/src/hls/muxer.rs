@@ -368,6 +368,12 @@ impl Muxer {
         self.segments.iter().any(|s| !s.parts.is_empty())
     }
 
+    /// True once a complete segment exists: the first playlist a client sees has
+    /// one (hls.js rejects a playlist of parts only, and ffmpeg ignores parts).
+    pub fn has_segment(&self) -> bool {
+        self.segments.iter().any(|s| s.complete)
+    }
+
     /// The msn and part index the next part will have.
     pub fn next_part(&self) -> (u64, usize) {
         match self.segments.back() {
