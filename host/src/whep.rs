@@ -412,7 +412,6 @@ impl Whep {
                 RTCRtpCodecParameters {
                     rtp_codec: video_codec.clone(),
                     payload_type: 102,
-                    ..Default::default()
                 },
                 RtpCodecKind::Video,
             )
@@ -424,7 +423,6 @@ impl Whep {
                     RTCRtpCodecParameters {
                         rtp_codec: c.clone(),
                         payload_type: *pt,
-                        ..Default::default()
                     },
                     RtpCodecKind::Audio,
                 )

@@ -109,7 +109,6 @@ pub async fn probe(url: &str, opts: &ProbeOptions) -> anyhow::Result<ProbeReport
                         rtcp_feedback: vec![],
                     },
                     payload_type: pt,
-                    ..Default::default()
                 },
                 RtpCodecKind::Video,
             )
