@@ -17,9 +17,9 @@ for p in gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gir1.2-gstreame
          gstreamer1.0-plugins-ugly gstreamer1.0-libav; do
   pkg_missing "$p" && need_apt+=("$p")
 done
-if [ "${VIGIL_BROWSER_TESTS:-0}" = 1 ]; then
-  have chromium || need_apt+=(chromium)
-fi
+# Browser tests drive Debian's Chromium through playwright-core (never a downloaded browser).
+have chromium || need_apt+=(chromium)
+have node || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -35,4 +35,8 @@ fi
 if [ ! -f host/web/node_modules/hls.js/dist/hls.min.js ]; then
   echo "setup: installing front-end packages (hls.js) from npm"
   npm ci --prefix host/web --no-audit --no-fund >/dev/null
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "setup: installing the browser-test driver (playwright-core) from npm"
+  npm ci --prefix tests/browser --no-audit --no-fund >/dev/null
 fi

@@ -6,7 +6,11 @@
 //     for <seconds>, takes a screenshot; reports currentTime progress, dimensions,
 //     a blankness measure of the displayed picture, player errors and, for
 //     ?stamp=1 pages, glass-to-glass latencies.
+//   node drive.mjs vanish <url>
+//     Plays the page, then kills the browser (SIGKILL): a viewer that vanishes
+//     without saying goodbye.
 import { chromium } from 'playwright-core';
+import { spawnSync } from 'node:child_process';
 
 const [mode, url, secondsArg, shot] = process.argv.slice(2);
 const seconds = Number(secondsArg || 5);
@@ -27,13 +31,20 @@ try {
   const logs = [];
   page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
-  if (mode !== 'play') throw new Error(`unknown mode ${mode}`);
+  if (mode !== 'play' && mode !== 'vanish') throw new Error(`unknown mode ${mode}`);
   const t0 = Date.now();
   await page.goto(url);
   let started = null;
   try {
     await page.waitForFunction(() => window.vigil && window.vigil.state === 'playing', null, { timeout: 20000 });
     started = Date.now() - t0;
+    if (mode === 'vanish') {
+      const session = await page.evaluate(() => window.vigil.session);
+      out({ ok: true, startedMs: started, session });
+      // The browser is this process's child: kill it outright.
+      spawnSync('pkill', ['-KILL', '-P', String(process.pid)]);
+      process.exit(0);
+    }
   } catch (e) {
     const v = await page.evaluate(() => window.vigil && { state: window.vigil.state, errors: window.vigil.errors });
     out({ ok: false, reason: 'never played', vigil: v, logs });

@@ -109,6 +109,31 @@ impl Drop for GstServer {
     }
 }
 
+/// An HTTP request with an optional body; returns status, headers and body.
+pub async fn request(
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, hyper::HeaderMap, Bytes) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let req = req
+        .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let r = client
+        .request(req)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, body)
+}
+
 /// GET `url`; returns status, content type and body.
 pub async fn get(url: &str) -> (u16, String, Bytes) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
@@ -223,4 +248,72 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Where tests leave artifacts (screenshots) for people to look at.
+pub fn artifacts_dir() -> PathBuf {
+    let d = repo_root().join("artifacts");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `tests/browser/drive.mjs <args>` (headless Chromium through playwright-core)
+/// and returns its JSON report.
+pub async fn drive_browser(args: Vec<String>) -> serde_json::Value {
+    let dir = repo_root().join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run scripts/setup.sh (scripts/test.sh does)"
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(dir.join("drive.mjs"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "browser driver gave no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Mean and standard deviation of the luma of a PNG file (RGB or RGBA, 8-bit).
+pub fn png_luma_stats(path: &std::path::Path) -> (f64, f64) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    assert!(
+        channels >= 3,
+        "unexpected PNG colour type {:?}",
+        info.color_type
+    );
+    let px: Vec<f64> = buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|p| (f64::from(p[0]) + f64::from(p[1]) + f64::from(p[2])) / 3.0)
+        .collect();
+    let mean = px.iter().sum::<f64>() / px.len() as f64;
+    let var = px.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / px.len() as f64;
+    (mean, var.sqrt())
+}
+
+/// RSS of a process in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }
