@@ -46,6 +46,9 @@ enum Probe {
         /// Do not decode (cheaper; for load tests).
         #[arg(long)]
         no_decode: bool,
+        /// Concurrent viewers (one JSON line each).
+        #[arg(long, default_value_t = 1)]
+        viewers: usize,
     },
 }
 
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
                         url,
                         seconds,
                         no_decode,
+                        viewers,
                     },
             } => {
                 let opts = vigil::whep_client::ProbeOptions {
@@ -119,9 +123,19 @@ fn main() -> ExitCode {
                     decode: !no_decode,
                     ..Default::default()
                 };
-                let report = vigil::whep_client::probe(&url, &opts).await?;
-                println!("{}", serde_json::to_string(&report)?);
-                Ok(())
+                let runs = (0..viewers.clamp(1, 10_000)).map(|_| {
+                    let (url, opts) = (url.clone(), opts.clone());
+                    tokio::spawn(async move { vigil::whep_client::probe(&url, &opts).await })
+                });
+                let mut failed = None;
+                for r in futures::future::join_all(runs).await {
+                    match r {
+                        Ok(Ok(report)) => println!("{}", serde_json::to_string(&report)?),
+                        Ok(Err(e)) => failed = Some(e),
+                        Err(e) => failed = Some(anyhow::anyhow!("viewer task: {e}")),
+                    }
+                }
+                failed.map_or(Ok(()), Err)
             }
         }
     });

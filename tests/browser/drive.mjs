@@ -102,7 +102,7 @@ try {
     hlsTargetLatency: window.vigil.hls ? window.vigil.hls.targetLatency : null,
     latencies: window.vigil.latencies,
   }));
-  out({ ok: true, startedMs: started, samples, picture, ...extra, logs: logs.slice(-20) });
+  out({ ok: true, startedMs: started, samples, picture, ...extra, logs: process.env.DRIVE_ALL_LOGS ? logs : logs.slice(-20) });
 } catch (e) {
   out({ ok: false, reason: String(e && e.stack || e) });
 } finally {

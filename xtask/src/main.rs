@@ -5,10 +5,15 @@
 //!   runs `vigil camsim` and `vigil run` as separate processes, reads CPU time and
 //!   RSS from /proc, and runs one `ffmpeg -c copy -f hls` per camera as the peer.
 //!
+//! - `bench live`: JPEG encoders, snapshots, WHEP time to first frame, glass-to-glass
+//!   latency in Chromium, WebRTC egress per viewer (see `live.rs`).
+//!
 //! Deliberately dependency-light (std + serde_json): HTTP here is a few blocking
 //! GETs on loopback.
 
 mod bench;
+mod live;
+mod util;
 
 use anyhow::{Context, bail};
 
@@ -17,10 +22,12 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("ingest") => bench::ingest(&bench::Options::parse(&args[2..])?),
-            other => bail!("unknown benchmark {other:?}; available: ingest"),
+            Some("live") => live::run(&live::Options::parse(&args[2..])?),
+            other => bail!("unknown benchmark {other:?}; available: ingest, live"),
         },
         Some("help") | None => {
             println!("cargo xtask bench ingest [--counts 100,500,1000] [--ffmpeg-counts 25,100] [--seconds 30] [--no-hls]");
+            println!("cargo xtask bench live [--only jpeg,snapshot,ttff,g2g,egress] [--viewers 50,100]");
             Ok(())
         }
         Some(other) => bail!("unknown task {other:?}; try `cargo xtask help`"),

@@ -368,10 +368,13 @@ impl Muxer {
         self.segments.iter().any(|s| !s.parts.is_empty())
     }
 
-    /// True once a complete segment exists: the first playlist a client sees has
-    /// one (hls.js rejects a playlist of parts only, and ffmpeg ignores parts).
+    /// True once two complete segments exist: the first playlist a client sees
+    /// has them. hls.js rejects a playlist of parts only, ffmpeg ignores parts, and
+    /// with a single complete segment hls.js (1.7) reloads that segment in a loop at
+    /// its end instead of moving on to the next segment's parts, then stalls (seen
+    /// in its debug log); a stall raises its target latency for good.
     pub fn has_segment(&self) -> bool {
-        self.segments.iter().any(|s| s.complete)
+        self.segments.iter().filter(|s| s.complete).count() >= 2
     }
 
     /// The msn and part index the next part will have.
