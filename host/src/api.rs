@@ -274,10 +274,8 @@ async fn hls_file(
         .strip_prefix("part-")
         .and_then(|r| r.strip_suffix(".m4s"))
     {
-        let (m, p) = r.split_once('.').ok_or_else(not_found)?;
-        let m: u64 = m.parse().map_err(|_| not_found())?;
-        let p: usize = p.parse().map_err(|_| not_found())?;
-        let b = s.hls.part(&cam, m, p).await?;
+        let seq: u32 = r.parse().map_err(|_| not_found())?;
+        let b = s.hls.part(&cam, seq).await?;
         cam.outputs.get(Protocol::Hls).add_bytes(b.len());
         return Ok(media("video/iso.segment", b));
     }
@@ -403,7 +401,7 @@ fn whep_cors(h: &mut axum::http::HeaderMap) {
     );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Location, Link, ETag"),
+        HeaderValue::from_static("Location, Link"),
     );
 }
 

@@ -125,14 +125,20 @@ impl Mjpeg {
     /// Removes the encoder if nobody watches; under the map lock so a concurrent
     /// `subscribe` either sees the encoder alive or starts a new one.
     fn retire(&self, camera: &str, enc: &Arc<Encoder>) -> bool {
-        let mut encoders = self.encoders.lock().unwrap();
         if enc.tx.receiver_count() > 0 {
             return false;
         }
+        self.remove(camera, enc);
+        true
+    }
+
+    /// Removes the encoder whatever its viewers: they see their stream end once the
+    /// last reference to its sender goes.
+    fn remove(&self, camera: &str, enc: &Arc<Encoder>) {
+        let mut encoders = self.encoders.lock().unwrap();
         if encoders.get(camera).is_some_and(|e| Arc::ptr_eq(e, enc)) {
             encoders.remove(camera);
         }
-        true
     }
 }
 
@@ -148,13 +154,21 @@ async fn run(mjpeg: Arc<Mjpeg>, cam: Arc<Camera>, enc: Arc<Encoder>) {
         .spawn(move || encode_loop(&thread_id, cfg, frx, &thread_enc));
     if let Err(e) = worker {
         tracing::warn!(camera = %id, "cannot start the MJPEG encoder thread: {e}");
-        mjpeg.retire(&id, &enc);
+        mjpeg.remove(&id, &enc);
         return;
     }
     let mut sub = cam.broadcaster.subscribe();
     let mut need_key = false;
+    // Viewers of a camera that sends nothing (down, or an on-demand camera that
+    // cannot connect) get their stream ended rather than an endless empty one.
+    let quiet = Duration::from_secs(15);
+    let mut last_video = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(last_video + quiet) => {
+                tracing::debug!(camera = %id, "MJPEG: no video for {quiet:?}; ending the stream");
+                break;
+            }
             r = sub.recv() => match r {
                 None => break,
                 Some(Recv::Lagged { missed }) => {
@@ -162,7 +176,11 @@ async fn run(mjpeg: Arc<Mjpeg>, cam: Arc<Camera>, enc: Arc<Encoder>) {
                     need_key = true;
                 }
                 Some(Recv::Frame(f)) => {
-                    if f.track != TrackKind::Video || (need_key && !f.key) {
+                    if f.track != TrackKind::Video {
+                        continue;
+                    }
+                    last_video = tokio::time::Instant::now();
+                    if need_key && !f.key {
                         continue;
                     }
                     need_key = false;
@@ -183,9 +201,10 @@ async fn run(mjpeg: Arc<Mjpeg>, cam: Arc<Camera>, enc: Arc<Encoder>) {
             }
         }
     }
-    mjpeg.retire(&id, &enc);
+    mjpeg.remove(&id, &enc);
     tracing::debug!(camera = %id, "MJPEG encoder stopped");
-    // Dropping `ftx` ends the thread.
+    // Dropping `ftx` ends the thread; the thread's and this task's references to
+    // the encoder then go, and with them the sender: viewers' streams end.
 }
 
 fn encode_loop(
@@ -226,6 +245,11 @@ fn encode_loop(
         let picture = match decoder.decode(&f) {
             Ok(Some(p)) => p,
             Ok(None) => continue,
+            Err(e) if e.kind() == ErrorKind::FailedPrecondition => {
+                // The camera switched to a codec we cannot decode: end the stream.
+                tracing::debug!(camera = %id, "MJPEG: {e}");
+                return;
+            }
             Err(e) => {
                 // Skip to the next key frame rather than feed the decoder garbage.
                 tracing::debug!(camera = %id, "MJPEG decode error: {e}");

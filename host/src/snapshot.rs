@@ -17,10 +17,11 @@ pub use crate::config::SnapshotConfig;
 /// Identity of a key frame: stream generation and presentation time.
 type KeyId = (u64, i64);
 
+/// Only JPEGs are kept (kilobytes), not the decoded picture (megabytes per camera):
+/// another width of the same key frame decodes again.
 #[derive(Default)]
 struct Cached {
     key: Option<KeyId>,
-    picture: Option<Arc<Picture>>,
     /// JPEGs of this key frame by requested width (`None`: full size).
     jpegs: HashMap<Option<u32>, Bytes>,
 }
@@ -41,7 +42,8 @@ impl std::fmt::Debug for Snapshots {
     }
 }
 
-/// How long a snapshot of an idle on-demand camera waits for it to connect.
+/// How long a snapshot waits for a key frame when none is cached (an idle
+/// on-demand camera connecting, or a long GOP).
 const ON_DEMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Subscribes (which connects an on-demand camera) and waits for a key frame.
@@ -89,7 +91,10 @@ impl Snapshots {
             ));
         }
         let mut key = cam.broadcaster.latest_key_frame();
-        if key.is_none() && cam.config.mode == crate::config::Mode::OnDemand {
+        // No key frame cached: an idle on-demand camera connects for this request,
+        // and a streaming camera whose long GOP outgrew the ring sends one soon.
+        let streaming = cam.status().state == crate::ingest::CameraState::Streaming;
+        if key.is_none() && (cam.config.mode == crate::config::Mode::OnDemand || streaming) {
             key = wait_for_key_frame(cam, ON_DEMAND_WAIT).await;
         }
         let Some(key) = key else {
@@ -129,35 +134,28 @@ impl Snapshots {
             .acquire()
             .await
             .map_err(|_| Error::new(ErrorKind::Unavailable, "shutting down"))?;
-        let picture = cached.picture.clone();
         let quality = self.cfg.quality;
         let camera = cam.config.id.clone();
-        let (picture, jpeg) =
-            tokio::task::spawn_blocking(move || -> Result<(Arc<Picture>, Vec<u8>)> {
-                let picture = match picture {
-                    Some(p) => p,
-                    None => Arc::new(Decoder::new()?.decode(&key)?.ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::Protocol,
-                            format!("camera {camera}: its key frame did not decode to a picture"),
-                        )
-                    })?),
-                };
-                let scaled;
-                let p = match width {
-                    Some(w) if w < picture.width => {
-                        scaled = codec::scale(&picture, w)?;
-                        &scaled
-                    }
-                    _ => &*picture,
-                };
-                let jpeg = JpegEncoder::new(quality)?.encode(p)?;
-                Ok((picture, jpeg))
-            })
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("snapshot task failed: {e}")))??;
+        let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+            let picture: Picture = Decoder::new()?.decode(&key)?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Protocol,
+                    format!("camera {camera}: its key frame did not decode to a picture"),
+                )
+            })?;
+            let scaled;
+            let p = match width {
+                Some(w) if w < picture.width => {
+                    scaled = codec::scale(&picture, w)?;
+                    &scaled
+                }
+                _ => &picture,
+            };
+            JpegEncoder::new(quality)?.encode(p)
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("snapshot task failed: {e}")))??;
         let jpeg = Bytes::from(jpeg);
-        cached.picture = Some(picture);
         // Widths are client-chosen: keep the cache small.
         if cached.jpegs.len() >= 8 {
             cached.jpegs.clear();

@@ -67,12 +67,62 @@ struct Session {
     created: Instant,
     state: Mutex<RTCPeerConnectionState>,
     bytes: AtomicU64,
+    /// The viewer's ICE username fragment (to tell trickle from ICE restart).
+    ufrag: Option<String>,
+    /// Held for the session's life: counts against the caps.
+    _slot: Slot,
+}
+
+/// Sessions admitted (answered or being answered), for the caps. A slot is taken
+/// before any await and released when its holder drops, so concurrent offers
+/// cannot overshoot the caps and a cancelled request gives its slot back.
+#[derive(Debug, Default)]
+struct Slots {
+    total: usize,
+    per_camera: HashMap<String, usize>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    camera: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock().unwrap();
+        s.total = s.total.saturating_sub(1);
+        if let Some(n) = s.per_camera.get_mut(&self.camera) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.per_camera.remove(&self.camera);
+            }
+        }
+    }
+}
+
+/// Closes a peer connection that was built but never became a session (error,
+/// or the request was cancelled): without `close()` its driver task and sockets
+/// would live on.
+struct CloseOnDrop(Option<Arc<dyn PeerConnection>>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(pc) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
 }
 
 /// All WHEP sessions of the host.
 pub struct Whep {
     cfg: WebrtcConfig,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    slots: Arc<Mutex<Slots>>,
     next_port: AtomicU32,
     opened: AtomicU64,
     closed: AtomicU64,
@@ -237,6 +287,7 @@ impl Whep {
         Arc::new(Self {
             cfg,
             sessions: Mutex::new(HashMap::new()),
+            slots: Arc::default(),
             next_port: AtomicU32::new(0),
             opened: AtomicU64::new(0),
             closed: AtomicU64::new(0),
@@ -305,8 +356,50 @@ impl Whep {
             .collect()
     }
 
-    /// Answers a WHEP offer; returns the session id and the answer SDP.
+    /// Takes a session slot or says which cap is reached.
+    fn reserve(&self, camera: &str) -> Result<Slot> {
+        let mut s = self.slots.lock().unwrap();
+        if s.total >= self.cfg.max_sessions {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "WebRTC session limit reached ({} sessions on this host)",
+                    self.cfg.max_sessions
+                ),
+            ));
+        }
+        let here = s.per_camera.get(camera).copied().unwrap_or(0);
+        if here >= self.cfg.max_sessions_per_camera {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "WebRTC session limit reached for camera {camera} ({} sessions)",
+                    self.cfg.max_sessions_per_camera
+                ),
+            ));
+        }
+        s.total += 1;
+        *s.per_camera.entry(camera.to_string()).or_default() += 1;
+        Ok(Slot {
+            slots: self.slots.clone(),
+            camera: camera.to_string(),
+        })
+    }
+
+    /// Answers a WHEP offer; returns the session id and the answer SDP. Runs as its
+    /// own task, so a viewer that hangs up mid-request cannot cut it short halfway.
     pub async fn offer(
+        self: &Arc<Self>,
+        cam: &Arc<Camera>,
+        offer: String,
+    ) -> Result<(String, String)> {
+        let (this, cam) = (self.clone(), cam.clone());
+        tokio::spawn(async move { this.answer(&cam, offer).await })
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("WHEP offer task failed: {e}")))?
+    }
+
+    async fn answer(
         self: &Arc<Self>,
         cam: &Arc<Camera>,
         offer: String,
@@ -355,28 +448,7 @@ impl Whep {
                 ),
             ));
         }
-        {
-            let sessions = self.sessions.lock().unwrap();
-            if sessions.len() >= self.cfg.max_sessions {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "WebRTC session limit reached ({} sessions on this host)",
-                        self.cfg.max_sessions
-                    ),
-                ));
-            }
-            let here = sessions.values().filter(|s| &s.camera == id).count();
-            if here >= self.cfg.max_sessions_per_camera {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "WebRTC session limit reached for camera {id} ({} sessions)",
-                        self.cfg.max_sessions_per_camera
-                    ),
-                ));
-            }
-        }
+        let slot = self.reserve(id)?;
 
         // Codecs: the camera's H.264 profile (browsers decode any profile they offer),
         // and its G.711 if it has some and the viewer offers it.
@@ -488,6 +560,7 @@ impl Whep {
                 ),
             )
         })?;
+        let mut guard = CloseOnDrop(Some(pc.clone()));
         match self
             .negotiate(cam, &pc, desc, video_codec, audio_codec, &mut grx)
             .await
@@ -503,7 +576,10 @@ impl Whep {
                     created: Instant::now(),
                     state: Mutex::new(RTCPeerConnectionState::New),
                     bytes: AtomicU64::new(0),
+                    ufrag: sdp_attribute(&offer, "ice-ufrag"),
+                    _slot: slot,
                 });
+                guard.0 = None;
                 self.sessions
                     .lock()
                     .unwrap()
@@ -520,10 +596,7 @@ impl Whep {
                 ));
                 Ok((session_id, self.rewrite_candidates(&answer)))
             }
-            Err(e) => {
-                let _ = pc.close().await;
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 
@@ -669,11 +742,8 @@ impl Whep {
             .filter(|s| s.camera == camera)
             .cloned()
             .ok_or_else(|| not_found(camera, session))?;
-        if frag
-            .lines()
-            .any(|l| l.starts_with("a=ice-ufrag:") || l.starts_with("a=ice-pwd:"))
-            && !frag.lines().any(|l| l.starts_with("a=candidate:"))
-        {
+        // A new ufrag means an ICE restart, which this server does not do.
+        if sdp_attribute(frag, "ice-ufrag").is_some_and(|u| Some(&u) != s.ufrag.as_ref()) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "ICE restart is not supported; start a new session",
@@ -718,6 +788,13 @@ impl Whep {
             self.closed.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The first `a=<name>:` value in SDP text.
+fn sdp_attribute(sdp: &str, name: &str) -> Option<String> {
+    let prefix = format!("a={name}:");
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix(&prefix).map(|v| v.trim().to_string()))
 }
 
 fn not_found(camera: &str, session: &str) -> Error {
@@ -821,8 +898,10 @@ async fn run_session(
     let mut payloader = rtc::rtp::codec::h264::H264Payloader::default();
     let mut vseq: u16 = rand::random();
     let mut aseq: u16 = rand::random();
-    let abase: u32 = rand::random();
-    let mut afirst: Option<i64> = None;
+    // Audio RTP time: anchored per stream generation (a reconnect restarts pts),
+    // continuing from the last timestamp sent.
+    let mut aanchor: Option<(u64, i64, u32)> = None;
+    let mut alast: u32 = rand::random();
     let mut annexb = Vec::with_capacity(64 * 1024);
     let mut need_key = false;
     let end = loop {
@@ -831,6 +910,9 @@ async fn run_session(
                 None => break "camera removed",
                 Some(Recv::Lagged { .. }) => need_key = true,
                 Some(Recv::Frame(f)) if f.track == TrackKind::Video => {
+                    if f.info.video.codec != VideoCodec::H264 {
+                        break "the camera now streams H.265, which WebRTC here does not carry";
+                    }
                     if need_key && !f.key {
                         continue;
                     }
@@ -880,14 +962,23 @@ async fn run_session(
                     if f.received < subscribed {
                         continue;
                     }
-                    let first = *afirst.get_or_insert(f.pts);
+                    let (_, first, base) = match aanchor {
+                        Some(a) if a.0 == f.info.generation => a,
+                        _ => {
+                            let a = (f.info.generation, f.pts, alast.wrapping_add(160));
+                            aanchor = Some(a);
+                            a
+                        }
+                    };
+                    let ts = base.wrapping_add(f.pts.wrapping_sub(first) as u32);
+                    alast = ts;
                     let pkt = rtc::rtp::Packet {
                         header: rtc::rtp::Header {
                             version: 2,
                             marker: false,
                             payload_type: a.pt,
                             sequence_number: aseq,
-                            timestamp: abase.wrapping_add((f.pts - first) as u32),
+                            timestamp: ts,
                             ssrc: a.ssrc,
                             ..Default::default()
                         },

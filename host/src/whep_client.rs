@@ -138,7 +138,25 @@ pub async fn probe(url: &str, opts: &ProbeOptions) -> anyhow::Result<ProbeReport
             .await
             .map_err(err("peer connection"))?,
     );
-    let result = run(&pc, url, opts, &mut grx, &mut trx, &mut srx).await;
+    let mut session_url = None;
+    let result = run(
+        &pc,
+        url,
+        opts,
+        &mut grx,
+        &mut trx,
+        &mut srx,
+        &mut session_url,
+    )
+    .await;
+    // End the session on every path once it exists, unless told to vanish.
+    if opts.delete
+        && let Some(u) = session_url
+        && let Ok(req) = hyper::Request::delete(u).body(Full::new(Bytes::new()))
+    {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let _ = client.request(req).await;
+    }
     let _ = pc.close().await;
     result
 }
@@ -150,6 +168,7 @@ async fn run(
     grx: &mut mpsc::Receiver<()>,
     trx: &mut mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
     srx: &mut mpsc::UnboundedReceiver<RTCPeerConnectionState>,
+    session: &mut Option<String>,
 ) -> anyhow::Result<ProbeReport> {
     pc.add_transceiver_from_kind(
         RtpCodecKind::Video,
@@ -189,6 +208,14 @@ async fn run(
             String::from_utf8_lossy(&body)
         );
     }
+    *session = location.map(|l| {
+        if l.starts_with("http") {
+            l
+        } else {
+            let origin = url.find("/cameras/").map_or(url, |i| &url[..i]);
+            format!("{origin}{l}")
+        }
+    });
     let mut report = ProbeReport {
         answer_ms: t0.elapsed().as_secs_f64() * 1000.0,
         ..Default::default()
@@ -198,14 +225,6 @@ async fn run(
     pc.set_remote_description(answer)
         .await
         .map_err(err("set remote"))?;
-    let session_url = location.map(|l| {
-        if l.starts_with("http") {
-            l
-        } else {
-            let origin = url.find("/cameras/").map_or(url, |i| &url[..i]);
-            format!("{origin}{l}")
-        }
-    });
 
     let track = tokio::time::timeout(Duration::from_secs(10), trx.recv())
         .await
@@ -267,12 +286,6 @@ async fn run(
         }
     }
     report.media_seconds = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
-    if opts.delete
-        && let Some(u) = session_url
-        && let Ok(req) = hyper::Request::delete(u).body(Full::new(Bytes::new()))
-    {
-        let _ = client.request(req).await;
-    }
     Ok(report)
 }
 

@@ -93,6 +93,22 @@ try {
     return { mean, std: Math.sqrt(Math.max(0, sq / n - mean * mean)) };
   });
   if (shot) await page.screenshot({ path: shot });
+  // WebRTC receive statistics: what arrived per kind and with which codec.
+  const rtp = await page.evaluate(async () => {
+    const pc = window.vigil.pc;
+    if (!pc) return null;
+    const stats = await pc.getStats();
+    const codecs = {};
+    stats.forEach((s) => { if (s.type === 'codec') codecs[s.id] = s.mimeType; });
+    const out = {};
+    stats.forEach((s) => {
+      if (s.type === 'inbound-rtp') {
+        out[s.kind] = { packets: s.packetsReceived, bytes: s.bytesReceived, codec: codecs[s.codecId] || null,
+          framesDecoded: s.framesDecoded ?? null };
+      }
+    });
+    return out;
+  });
   const extra = await page.evaluate(() => ({
     protocol: window.vigil.protocol,
     errors: window.vigil.errors,
@@ -102,7 +118,7 @@ try {
     hlsTargetLatency: window.vigil.hls ? window.vigil.hls.targetLatency : null,
     latencies: window.vigil.latencies,
   }));
-  out({ ok: true, startedMs: started, samples, picture, ...extra, logs: process.env.DRIVE_ALL_LOGS ? logs : logs.slice(-20) });
+  out({ ok: true, startedMs: started, samples, picture, rtp, ...extra, logs: process.env.DRIVE_ALL_LOGS ? logs : logs.slice(-20) });
 } catch (e) {
   out({ ok: false, reason: String(e && e.stack || e) });
 } finally {

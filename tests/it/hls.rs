@@ -222,16 +222,22 @@ async fn playlist_conformance_and_blocking_reload() {
     }
     assert!(segs >= 2, "{pl}");
 
-    // Blocking reload: ask for the hinted (not yet existing) part.
-    let hint = tag(&pl, "#EXT-X-PRELOAD-HINT:").unwrap();
-    let uri = attr(hint, "URI").unwrap().to_string();
-    let (msn, idx) = uri
-        .strip_prefix("part-")
-        .and_then(|r| r.strip_suffix(".m4s"))
-        .and_then(|r| r.split_once('.'))
-        .map(|(a, b)| (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()))
-        .unwrap();
-    // A part two ahead of the hint cannot exist yet: wait for that one, so the test
+    // Blocking reload. The next part's position (msn, index) follows from the
+    // playlist: the open segment is MEDIA-SEQUENCE + the complete segments, its
+    // parts are those listed after the last EXTINF.
+    let next_part_of = |pl: &str| -> (u64, u64) {
+        let seq: u64 = tag(pl, "#EXT-X-MEDIA-SEQUENCE:").unwrap()[22..]
+            .parse()
+            .unwrap();
+        let complete = pl.matches("#EXTINF:").count() as u64;
+        let tail = pl.rsplit("#EXTINF:").next().unwrap();
+        let open_parts = if complete == 0 { pl } else { tail }
+            .matches("#EXT-X-PART:")
+            .count() as u64;
+        (seq + complete, open_parts)
+    };
+    let (msn, idx) = next_part_of(&pl);
+    // A part two ahead of the next cannot exist yet: wait for that one, so the test
     // observes a real wait no matter how much time passed since the playlist.
     let (want_msn, want_part) = (msn, idx + 2);
     let t0 = Instant::now();
@@ -242,15 +248,10 @@ async fn playlist_conformance_and_blocking_reload() {
     let waited = t0.elapsed();
     assert_eq!(status, 200);
     let pl2 = String::from_utf8(body.to_vec()).unwrap();
-    let (next_msn, next_part) = {
-        let h = tag(&pl2, "#EXT-X-PRELOAD-HINT:").unwrap();
-        let u = attr(h, "URI").unwrap();
-        let (a, b) = u[5..u.len() - 4].split_once('.').unwrap();
-        (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap())
-    };
+    let (next_msn, next_part) = next_part_of(&pl2);
     assert!(
         (next_msn, next_part) > (want_msn, want_part),
-        "returned before part {want_msn}.{want_part} existed (hint now {next_msn}.{next_part})"
+        "returned before part {want_msn}.{want_part} existed (next now {next_msn}.{next_part})"
     );
     assert!(
         waited >= Duration::from_millis(150),
@@ -260,17 +261,25 @@ async fn playlist_conformance_and_blocking_reload() {
         waited <= Duration::from_millis(1500),
         "blocked for {waited:?}"
     );
-    if next_msn == want_msn {
-        assert!(
-            pl2.contains(&format!("part-{want_msn}.{want_part}.m4s")),
-            "{pl2}"
-        );
-    }
 
-    // The hinted part itself: a blocking GET answers with its bytes.
-    let (h_msn, h_part) = (next_msn, next_part);
+    // The hinted part (parts are numbered across segments, so the hint is always the
+    // part that comes next): a blocking GET answers with its bytes.
+    let hint = attr(tag(&pl2, "#EXT-X-PRELOAD-HINT:").unwrap(), "URI")
+        .unwrap()
+        .to_string();
+    let hinted: u64 = hint[5..hint.len() - 4].parse().unwrap();
+    let last_listed: u64 = pl2
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .map(|l| {
+            let u = attr(l, "URI").unwrap();
+            u[5..u.len() - 4].parse::<u64>().unwrap()
+        })
+        .max()
+        .unwrap();
+    assert_eq!(hinted, last_listed + 1, "{pl2}");
     let t0 = Instant::now();
-    let (status, _, part) = get(&format!("{base}/part-{h_msn}.{h_part}.m4s")).await;
+    let (status, _, part) = get(&format!("{base}/{hint}")).await;
     assert_eq!(status, 200);
     assert!(part.len() > 100 && &part[4..8] == b"moof");
     assert!(t0.elapsed() < Duration::from_millis(1500));
@@ -278,8 +287,10 @@ async fn playlist_conformance_and_blocking_reload() {
     // Too far ahead → 400; evicted → 404; garbage → 400.
     let (status, _, _) = get(&format!("{base}/index.m3u8?_HLS_msn={}", next_msn + 10)).await;
     assert_eq!(status, 400);
+    let (status, _, _) = get(&format!("{base}/part-0.m4s")).await;
+    assert_eq!(status, 404, "parts are numbered from 1");
     let (status, _, _) = get(&format!("{base}/part-0.0.m4s")).await;
-    assert!(status == 404 || status == 200);
+    assert!(status == 400 || status == 404);
     let (status, _, _) = get(&format!("{base}/seg-1000000.m4s")).await;
     assert_eq!(status, 404);
     let (status, _, _) = get(&format!("{base}/../../etc/passwd")).await;

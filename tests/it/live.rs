@@ -109,6 +109,30 @@ async fn chromium_plays_whep_hls_and_mjpeg_from_camera_simulator() {
     sim.shutdown().await;
 }
 
+/// A camera with G.711 audio: Chromium receives the PCMU track next to the H.264
+/// video over WHEP (passthrough, no transcoding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_receives_g711_audio_over_whep() {
+    let gst = GstServer::start(&[("cam", "h264+pcmu")], &["--pattern", "smpte"]);
+    let host = start_host(&format!(
+        "[[camera]]\nid = \"g711\"\nurl = \"{}\"\n",
+        gst.url("cam")
+    ))
+    .await;
+    let c = wait_state(&host, "g711", "streaming", Duration::from_secs(20)).await;
+    assert_eq!(c["audio"], "pcmu", "{c}");
+    let r = check_browser(&host, "g711", "whep", "g711").await;
+    let audio = &r["rtp"]["audio"];
+    assert_eq!(audio["codec"], "audio/PCMU", "{r}");
+    assert!(
+        audio["packets"].as_u64().unwrap_or(0) >= 100,
+        "audio packets: {r}"
+    );
+    let video = &r["rtp"]["video"];
+    assert_eq!(video["codec"], "video/H264", "{r}");
+    host.stop().await;
+}
+
 /// The second WebRTC peer: the `webrtc` crate receives ≥ 5 s of H.264 over WHEP
 /// and openh264 decodes every frame without error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,9 +110,9 @@ fn run_vigil(vigil: &Path, n: usize, seconds: u64, hls: bool) -> anyhow::Result<
     // One LL-HLS muxer per camera, started by a playlist request (a few threads).
     let t = Instant::now();
     std::thread::scope(|s| {
-        for k in 0..if hls { 4 } else { 0 } {
+        for k in 0..if hls { 64 } else { 0 } {
             s.spawn(move || {
-                for i in (k..n).step_by(4) {
+                for i in (k..n).step_by(64) {
                     let _ = http_get(addr, &format!("/cameras/c{i}/hls/index.m3u8"));
                 }
             });

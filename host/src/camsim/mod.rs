@@ -683,7 +683,10 @@ impl Connection {
         );
         self.packets = self.packets.wrapping_add(frame.packet_count() as u32);
         self.octets = self.octets.wrapping_add(frame.payload_octets());
-        self.sock.write_all(&self.outbuf).await?;
+        // A client that stops reading must not pin this session forever.
+        tokio::time::timeout(Duration::from_secs(10), self.sock.write_all(&self.outbuf))
+            .await
+            .map_err(|_| anyhow!("client stopped reading"))??;
         self.shared
             .stats
             .frames_sent

@@ -174,10 +174,14 @@ impl Hls {
         part: Option<usize>,
     ) -> Result<String> {
         let s = self.stream(cam);
-        if !s
-            .wait_for(self.first_media_timeout(), Muxer::has_segment)
+        // Two complete segments (see `Muxer::has_segments_to_start`); for cameras
+        // with GOPs too long for that, settle for one.
+        let ready = s
+            .wait_for(self.first_media_timeout(), Muxer::has_segments_to_start)
             .await?
-        {
+            || s.wait_for(Duration::from_secs(20), Muxer::has_complete_segment)
+                .await?;
+        if !ready {
             let st = cam.status();
             return Err(Error::new(
                 ErrorKind::Unavailable,
@@ -211,22 +215,23 @@ impl Hls {
         Ok(pl)
     }
 
-    pub async fn part(self: &Arc<Self>, cam: &Arc<Camera>, msn: u64, idx: usize) -> Result<Bytes> {
+    /// A part by its global number; the next part (the preload hint) blocks until
+    /// it exists.
+    pub async fn part(self: &Arc<Self>, cam: &Arc<Camera>, seq: u32) -> Result<Bytes> {
         let s = self.stream(cam);
-        let near = s.muxer.lock().unwrap().is_near_future(msn, idx)
-            || !s.muxer.lock().unwrap().has_media();
-        if near {
+        let pending = matches!(s.muxer.lock().unwrap().part(seq), Lookup::Pending);
+        if pending {
             s.wait_for(self.block_timeout(), |m| {
-                !matches!(m.part(msn, idx), Lookup::Pending)
+                !matches!(m.part(seq), Lookup::Pending)
             })
             .await?;
         }
-        let found = s.muxer.lock().unwrap().part(msn, idx);
+        let found = s.muxer.lock().unwrap().part(seq);
         match found {
             Lookup::Ready(b) => Ok(b),
             _ => Err(Error::new(
                 ErrorKind::NotFound,
-                format!("part {msn}.{idx} is not available"),
+                format!("part {seq} is not available"),
             )),
         }
     }
@@ -284,8 +289,14 @@ async fn run_muxer(hls: Arc<Hls>, cam: Arc<Camera>, s: Arc<HlsStream>) {
                 }
             }
             _ = tick.tick() => {
+                // Decide under the streams lock: `Hls::stream` touches `last_access`
+                // under it, so a request cannot pick up a muxer that is closing.
+                let mut streams = hls.streams.lock().unwrap();
                 let idle = s.last_access.lock().unwrap().elapsed();
                 if idle > hls.cfg.idle_timeout && s.waiting.load(Ordering::SeqCst) == 0 {
+                    if streams.get(&cam.config.id).is_some_and(|x| Arc::ptr_eq(x, &s)) {
+                        streams.remove(&cam.config.id);
+                    }
                     break;
                 }
             }
@@ -298,5 +309,6 @@ async fn run_muxer(hls: Arc<Hls>, cam: Arc<Camera>, s: Arc<HlsStream>) {
     {
         streams.remove(&cam.config.id);
     }
+    drop(streams);
     tracing::debug!(camera = %cam.config.id, "HLS muxer closed after idle");
 }

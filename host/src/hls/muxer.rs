@@ -26,6 +26,9 @@ use crate::media::{Frame, StreamInfo, TrackKind};
 /// A published part.
 #[derive(Clone, Debug)]
 pub struct Part {
+    /// Global part number (the fragment's `mfhd` sequence): part URIs use it, so the
+    /// preload hint is right whichever segment the next part lands in.
+    pub seq: u32,
     pub duration: f64,
     pub independent: bool,
     pub data: Bytes,
@@ -85,6 +88,8 @@ pub struct Muxer {
     video_next: u64,
     /// Input pts of the newest video frame, to correct its provisional duration.
     last_video_pts: Option<i64>,
+    /// Smoothed frame interval in ticks (0 until two frames were seen).
+    interval: f64,
     last_duration: u32,
     part_video: Vec<Sample>,
     part_video_base: u64,
@@ -114,6 +119,7 @@ impl Muxer {
             video_offset: 0,
             video_next: 0,
             last_video_pts: None,
+            interval: 0.0,
             last_duration: 0,
             part_video: Vec::new(),
             part_video_base: 0,
@@ -135,7 +141,7 @@ impl Muxer {
                 return false; // wait for a key frame of the new generation
             }
             published |= self.close_part();
-            self.close_segment();
+            published |= self.close_segment();
             if self.info.is_some() {
                 self.next_discontinuity = true;
             }
@@ -149,8 +155,19 @@ impl Muxer {
         match f.track {
             TrackKind::Video => {
                 if let Some(prev) = self.last_video_pts {
-                    let d = f.pts - prev;
-                    if d > 0 && d < i64::from(f.info.video.timescale) * 10 {
+                    let d = f.pts.saturating_sub(prev);
+                    // Track the usual frame interval, ignoring stalls.
+                    if d > 0 && (self.interval <= 0.0 || (d as f64) <= 4.0 * self.interval) {
+                        self.interval = if self.interval <= 0.0 {
+                            d as f64
+                        } else {
+                            0.9 * self.interval + 0.1 * d as f64
+                        };
+                    }
+                    // A gap longer than the cap (a stalled camera) stays a gap in
+                    // the timeline (the next fragment's tfdt is exact) rather than
+                    // stretching one frame over it and the part past its target.
+                    if d > 0 && d <= i64::from(self.duration_cap(&f)) {
                         self.last_duration = d as u32;
                         // The previous frame is the open part's last sample unless
                         // the part closed after it.
@@ -171,24 +188,38 @@ impl Muxer {
     /// The subscription lagged: frames were lost, so timestamps jump. Flush what we
     /// have and mark the next segment as a discontinuity.
     pub fn on_lag(&mut self) -> bool {
-        let p = self.close_part();
-        self.close_segment();
+        let p = self.close_part() | self.close_segment();
         self.next_discontinuity = true;
         // Force a fresh timeline mapping at the next key frame.
         self.info = None;
         p
     }
 
+    /// A frame's provisional duration: the last interval seen, or the nominal one
+    /// from the SPS, capped (see `duration_cap`) so a stall before this frame cannot
+    /// make its part (and segment) balloon.
     fn estimate_duration(&self, f: &Frame) -> u32 {
-        if self.last_duration > 0 {
-            return self.last_duration;
-        }
         let ts = f.info.video.timescale;
-        f.info
+        let nominal = f
+            .info
             .video
             .fps
             .filter(|&r| r > 0.0)
-            .map_or(ts / 15, |r| (f64::from(ts) / r) as u32)
+            .map(|r| (f64::from(ts) / r) as u32);
+        let d = if self.last_duration > 0 {
+            self.last_duration
+        } else {
+            nominal.unwrap_or(ts / 15)
+        };
+        d.min(self.duration_cap(f)).max(1)
+    }
+
+    /// The longest a single frame may last: twice the usual frame interval seen, but
+    /// at least the part target (cameras at 1–5 fps have longer frames than that).
+    fn duration_cap(&self, f: &Frame) -> u32 {
+        let ts = f.info.video.timescale;
+        let target = self.part_target * f64::from(ts);
+        (2.0 * self.interval).max(target).min(f64::from(ts) * 10.0) as u32
     }
 
     fn timescale(&self) -> f64 {
@@ -221,7 +252,7 @@ impl Muxer {
                 && seg_dur + eps >= self.segment_target - d / 2.0
             {
                 published |= self.close_part();
-                self.close_segment();
+                published |= self.close_segment();
             }
         }
         let open_segment = self.segments.back().is_some_and(|s| !s.complete);
@@ -328,6 +359,7 @@ impl Muxer {
         }
         let seg = self.segments.back_mut().expect("just ensured");
         seg.parts.push(Part {
+            seq: self.frag_seq.wrapping_sub(1),
             duration,
             independent,
             data: Bytes::from(data),
@@ -337,12 +369,17 @@ impl Muxer {
         true
     }
 
-    fn close_segment(&mut self) {
+    /// Completes the open segment, if any; returns whether one was completed (the
+    /// playlist changed: blocking reloads must wake).
+    fn close_segment(&mut self) -> bool {
+        let mut closed = false;
         if let Some(s) = self.segments.back_mut().filter(|s| !s.complete) {
             s.complete = true;
+            closed = true;
             self.max_segment_duration = self.max_segment_duration.max(s.duration());
         }
         self.evict();
+        closed
     }
 
     fn evict(&mut self) {
@@ -373,8 +410,13 @@ impl Muxer {
     /// with a single complete segment hls.js (1.7) reloads that segment in a loop at
     /// its end instead of moving on to the next segment's parts, then stalls (seen
     /// in its debug log); a stall raises its target latency for good.
-    pub fn has_segment(&self) -> bool {
+    pub fn has_segments_to_start(&self) -> bool {
         self.segments.iter().filter(|s| s.complete).count() >= 2
+    }
+
+    /// True once a complete segment exists (the fallback for long GOPs).
+    pub fn has_complete_segment(&self) -> bool {
+        self.segments.iter().any(|s| s.complete)
     }
 
     /// The msn and part index the next part will have.
@@ -394,25 +436,24 @@ impl Muxer {
         }
     }
 
-    /// How far ahead of the newest part a request may be and still be waited for.
-    pub fn is_near_future(&self, msn: u64, part: usize) -> bool {
-        let (next_msn, next_part) = self.next_part();
-        (msn, part) >= (next_msn, next_part) && msn <= next_msn + 1
+    /// Whether part `seq` is the next one or the one after: worth a blocking wait.
+    pub fn is_near_future(&self, seq: u32) -> bool {
+        let ahead = seq.wrapping_sub(self.frag_seq);
+        ahead <= 1
     }
 
-    pub fn part(&self, msn: u64, idx: usize) -> Lookup {
-        if let Some(s) = self.segments.iter().find(|s| s.msn == msn) {
-            if let Some(p) = s.parts.get(idx) {
-                return Lookup::Ready(p.data.clone());
-            }
-            if s.complete {
-                return Lookup::Gone;
-            }
-        }
-        if self.is_near_future(msn, idx) {
-            Lookup::Pending
-        } else {
-            Lookup::Gone
+    /// A part by its global number.
+    pub fn part(&self, seq: u32) -> Lookup {
+        let found = self
+            .segments
+            .iter()
+            .rev()
+            .flat_map(|s| s.parts.iter().rev())
+            .find(|p| p.seq == seq);
+        match found {
+            Some(p) => Lookup::Ready(p.data.clone()),
+            None if self.is_near_future(seq) => Lookup::Pending,
+            None => Lookup::Gone,
         }
     }
 
@@ -469,7 +510,8 @@ impl Muxer {
         let with_parts = self.segments.len().saturating_sub(4);
         let mut map: Option<u64> = None;
         for (i, seg) in self.segments.iter().enumerate() {
-            if seg.discontinuity && i > 0 {
+            // Also on the first segment: the discontinuity sequence counts it.
+            if seg.discontinuity {
                 s.push_str("#EXT-X-DISCONTINUITY\n");
             }
             if map != Some(seg.init_id) {
@@ -478,12 +520,12 @@ impl Muxer {
             }
             let _ = writeln!(s, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339(seg.start_wall));
             if i >= with_parts {
-                for (j, p) in seg.parts.iter().enumerate() {
+                for p in &seg.parts {
                     let _ = writeln!(
                         s,
-                        "#EXT-X-PART:DURATION={:.5},URI=\"part-{}.{j}.m4s\"{}",
+                        "#EXT-X-PART:DURATION={:.5},URI=\"part-{}.m4s\"{}",
                         p.duration,
-                        seg.msn,
+                        p.seq,
                         if p.independent {
                             ",INDEPENDENT=YES"
                         } else {
@@ -496,10 +538,10 @@ impl Muxer {
                 let _ = write!(s, "#EXTINF:{:.5},\nseg-{}.m4s\n", seg.duration(), seg.msn);
             }
         }
-        let (msn, part) = self.next_part();
         let _ = writeln!(
             s,
-            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-{msn}.{part}.m4s\""
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-{}.m4s\"",
+            self.frag_seq
         );
         s
     }
@@ -571,22 +613,22 @@ mod tests {
 #EXT-X-MEDIA-SEQUENCE:0
 #EXT-X-DISCONTINUITY-SEQUENCE:0
 #EXT-X-MAP:URI=\"init-1.mp4\"
-#EXT-X-PART:DURATION=0.20000,URI=\"part-0.0.m4s\",INDEPENDENT=YES
-#EXT-X-PART:DURATION=0.20000,URI=\"part-0.1.m4s\"
-#EXT-X-PART:DURATION=0.20000,URI=\"part-0.2.m4s\"
-#EXT-X-PART:DURATION=0.20000,URI=\"part-0.3.m4s\"
-#EXT-X-PART:DURATION=0.20000,URI=\"part-0.4.m4s\"
+#EXT-X-PART:DURATION=0.20000,URI=\"part-1.m4s\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.20000,URI=\"part-2.m4s\"
+#EXT-X-PART:DURATION=0.20000,URI=\"part-3.m4s\"
+#EXT-X-PART:DURATION=0.20000,URI=\"part-4.m4s\"
+#EXT-X-PART:DURATION=0.20000,URI=\"part-5.m4s\"
 #EXTINF:1.00000,
 seg-0.m4s
-#EXT-X-PART:DURATION=0.20000,URI=\"part-1.0.m4s\",INDEPENDENT=YES
-#EXT-X-PART:DURATION=0.20000,URI=\"part-1.1.m4s\"
-#EXT-X-PART:DURATION=0.20000,URI=\"part-1.2.m4s\"
-#EXT-X-PART:DURATION=0.20000,URI=\"part-1.3.m4s\"
-#EXT-X-PART:DURATION=0.20000,URI=\"part-1.4.m4s\"
+#EXT-X-PART:DURATION=0.20000,URI=\"part-6.m4s\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.20000,URI=\"part-7.m4s\"
+#EXT-X-PART:DURATION=0.20000,URI=\"part-8.m4s\"
+#EXT-X-PART:DURATION=0.20000,URI=\"part-9.m4s\"
+#EXT-X-PART:DURATION=0.20000,URI=\"part-10.m4s\"
 #EXTINF:1.00000,
 seg-1.m4s
-#EXT-X-PART:DURATION=0.20000,URI=\"part-2.0.m4s\",INDEPENDENT=YES
-#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-2.1.m4s\"
+#EXT-X-PART:DURATION=0.20000,URI=\"part-11.m4s\",INDEPENDENT=YES
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-12.m4s\"
 ";
         assert_eq!(stripped, want);
         assert_eq!(pl.matches("#EXT-X-PROGRAM-DATE-TIME:").count(), 3);
@@ -635,15 +677,83 @@ seg-1.m4s
         assert_eq!(m.next_part(), (0, 1));
         assert!(m.satisfies(0, Some(0)));
         assert!(!m.satisfies(0, Some(1)));
-        assert!(matches!(m.part(0, 1), Lookup::Pending));
-        assert!(matches!(m.part(5, 0), Lookup::Gone));
+        // Parts are numbered globally from 1: part 0.0 is part 1, 0.1 is part 2.
+        assert!(matches!(m.part(1), Lookup::Ready(_)));
+        assert!(matches!(m.part(2), Lookup::Pending));
+        assert!(
+            matches!(m.part(3), Lookup::Pending),
+            "the one after next may be waited for"
+        );
+        assert!(matches!(m.part(9), Lookup::Gone));
+        assert!(matches!(m.part(0), Lookup::Gone));
         m.push(frame(&inf, 4, false));
         assert!(!m.satisfies(0, Some(1)), "part 0.1 needs three samples");
         // The third sample closes the part at once: no waiting for its successor.
         m.push(frame(&inf, 5, false));
         assert!(m.satisfies(0, Some(1)));
-        assert!(matches!(m.part(0, 1), Lookup::Ready(_)));
+        assert!(matches!(m.part(2), Lookup::Ready(_)));
         assert!(!m.satisfies(0, None));
+    }
+
+    #[test]
+    fn preload_hint_is_right_across_segment_boundaries() {
+        let mut m = Muxer::new(&HlsConfig::default());
+        let inf = info();
+        // 15 fps, key frame every 15: the hint after part 5 of segment 0 must be the
+        // first part of segment 1, whatever its index inside the segment.
+        feed(&mut m, &inf, 0..15);
+        assert!(
+            m.playlist()
+                .contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-6.m4s\"")
+        );
+        feed(&mut m, &inf, 15..18);
+        let pl = m.playlist();
+        assert!(pl.contains("#EXTINF:1.00000,\nseg-0.m4s\n"), "{pl}");
+        assert!(pl.contains("URI=\"part-6.m4s\",INDEPENDENT=YES"), "{pl}");
+        assert!(matches!(m.part(6), Lookup::Ready(_)));
+    }
+
+    #[test]
+    fn slow_cameras_keep_their_real_frame_durations() {
+        // 2 fps, a key frame every 2 frames: frames last 0.5 s, longer than a part.
+        let mut m = Muxer::new(&HlsConfig::default());
+        let inf = info();
+        for i in 0..20i64 {
+            m.push(Frame {
+                pts: i * 45_000,
+                ..frame(&inf, i, i % 2 == 0)
+            });
+        }
+        let complete: Vec<f64> = m
+            .segments
+            .iter()
+            .filter(|s| s.complete)
+            .map(Segment::duration)
+            .collect();
+        assert!(!complete.is_empty());
+        for d in complete {
+            assert!((d - 1.0).abs() < 1e-6, "segment of {d} s, want 1 s");
+        }
+    }
+
+    #[test]
+    fn a_stall_does_not_balloon_parts() {
+        let mut m = Muxer::new(&HlsConfig::default());
+        let inf = info();
+        feed(&mut m, &inf, 0..10);
+        // The camera stalls for 2 s, then carries on.
+        for i in 40..60 {
+            m.push(frame(&inf, i, i % 15 == 0));
+        }
+        for s in &m.segments {
+            for p in &s.parts {
+                assert!(
+                    p.duration <= 0.2 + 1e-9,
+                    "part of {} s after a stall",
+                    p.duration
+                );
+            }
+        }
     }
 
     #[test]
