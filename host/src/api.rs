@@ -29,10 +29,17 @@ pub struct AppState {
     pub snapshots: Arc<Snapshots>,
     pub mjpeg: Arc<Mjpeg>,
     pub whep: Arc<crate::whep::Whep>,
+    pub events: Arc<crate::events::Events>,
+    pub plugins: Arc<crate::plugins::Plugins>,
     pub started: Instant,
 }
 
 impl AppState {
+    /// The camera with this id, or a 404 naming it.
+    pub fn camera_arc(&self, id: &str) -> Result<Arc<Camera>, ApiError> {
+        self.camera(id).cloned()
+    }
+
     fn camera(&self, id: &str) -> Result<&Arc<Camera>, ApiError> {
         self.cameras
             .iter()
@@ -66,6 +73,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::Protocol => StatusCode::BAD_GATEWAY,
         ErrorKind::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::InvalidConfig => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -95,6 +103,32 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/health", get(health))
         .route("/api/cameras", get(list_cameras))
         .route("/api/cameras/{id}", get(get_camera))
+        .route(
+            "/api/cameras/{id}/plugins",
+            get(crate::api_plugins::camera_plugins),
+        )
+        .route(
+            "/api/cameras/{id}/plugins/{plugin}",
+            get(crate::api_plugins::get_camera_plugin)
+                .put(crate::api_plugins::put_camera_plugin)
+                .delete(crate::api_plugins::delete_camera_plugin),
+        )
+        .route("/api/plugins", get(crate::api_plugins::list_plugins))
+        .route("/api/plugins/{id}", get(crate::api_plugins::get_plugin))
+        .route(
+            "/api/plugins/{id}/reload",
+            post(crate::api_plugins::reload_plugin),
+        )
+        .route(
+            "/api/events",
+            get(crate::api_plugins::list_events).post(crate::api_plugins::post_event),
+        )
+        .route("/api/events/stream", get(crate::api_plugins::stream_events))
+        .route("/api/events/{id}", get(crate::api_plugins::get_event))
+        .route(
+            "/api/events/{id}/snapshot.jpg",
+            get(crate::api_plugins::event_snapshot),
+        )
         .route("/cameras/{id}/hls/{file}", get(hls_file))
         .route("/cameras/{id}/snapshot.jpg", get(snapshot))
         .route("/cameras/{id}/mjpeg", get(mjpeg))
@@ -645,7 +679,7 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    fn state() -> AppState {
+    async fn state() -> AppState {
         let (url, username, password) =
             crate::config::parse_camera_url("rtsp://admin:hunter2@127.0.0.1:1/x").unwrap();
         let cam = Camera::new(CameraConfig {
@@ -656,19 +690,26 @@ mod tests {
             password,
             transport: Transport::Tcp,
             mode: Mode::Always,
+            plugins: Vec::new(),
         });
+        let dir = std::env::temp_dir().join(format!("vigil-api-{}", rand::random::<u64>()));
+        let events = crate::events::Events::open(&dir, Default::default()).unwrap();
         AppState {
             cameras: Arc::new(vec![cam]),
             hls: Hls::new(HlsConfig::default()),
             snapshots: crate::snapshot::Snapshots::new(Default::default()),
             mjpeg: crate::mjpeg::Mjpeg::new(Default::default()),
             whep: crate::whep::Whep::new(Default::default()),
+            events: events.clone(),
+            plugins: crate::plugins::Plugins::start(Default::default(), &[], events, dir)
+                .await
+                .unwrap(),
             started: Instant::now(),
         }
     }
 
     async fn check(uri: &str, status: StatusCode, body_contains: &str) {
-        let r = router(state())
+        let r = router(state().await)
             .oneshot(Request::get(uri).body(Body::empty()).unwrap())
             .await
             .unwrap();

@@ -52,12 +52,39 @@ impl Host {
                 ))
             })
             .collect();
+        let events = crate::events::Events::open(
+            &cfg.server.data_dir,
+            crate::events::StoreConfig {
+                max_age: cfg.events.max_age,
+                max_events: cfg.events.max_events,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("event store in {}: {e}", cfg.server.data_dir.display()))?;
+        let plugins = crate::plugins::Plugins::start(
+            cfg.plugins.clone(),
+            &cfg.plugin,
+            events.clone(),
+            cfg.server.data_dir.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("plugin runtime: {e}"))?;
+        // Plugins enabled by the config file; a failure is reported, never fatal.
+        for cam in &cameras {
+            for p in &cam.config.plugins {
+                if let Err(e) = plugins.enable(cam, &p.plugin, p.config.clone()).await {
+                    tracing::warn!(camera = %cam.config.id, plugin = %p.plugin, error = %e, "plugin not enabled");
+                }
+            }
+        }
         let state = AppState {
             cameras: Arc::new(cameras),
             hls: Hls::new(cfg.hls.clone()),
             snapshots: crate::snapshot::Snapshots::new(cfg.snapshot),
             mjpeg: crate::mjpeg::Mjpeg::new(cfg.mjpeg),
             whep: crate::whep::Whep::new(cfg.webrtc.clone()),
+            events,
+            plugins,
             started: Instant::now(),
         };
         let router = api::router(state.clone());
@@ -83,6 +110,7 @@ impl Host {
     pub async fn stop(self) {
         self.shutdown.send_replace(true);
         self.state.whep.close_all().await;
+        self.state.plugins.stop().await;
         for s in self.supervisors {
             let _ = s.await;
         }

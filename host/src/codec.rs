@@ -141,6 +141,46 @@ pub fn scale(p: &Picture, width: u32) -> Result<Picture> {
     })
 }
 
+/// The luma plane scaled so the width is at most `max_width` (0: full size):
+/// `(width, height, pixels)`, one byte per pixel.
+pub fn gray8(p: &Picture, max_width: u32) -> Result<(u32, u32, Vec<u8>)> {
+    let s = if max_width > 0 && max_width < p.width {
+        Some(scale(p, max_width)?)
+    } else {
+        None
+    };
+    let p = s.as_ref().unwrap_or(p);
+    Ok((p.width, p.height, p.y.clone()))
+}
+
+/// The picture as RGB (3 bytes per pixel, BT.601 limited range, as H.264 cameras
+/// send) scaled so the width is at most `max_width` (0: full size).
+pub fn rgb8(p: &Picture, max_width: u32) -> Result<(u32, u32, Vec<u8>)> {
+    let s = if max_width > 0 && max_width < p.width {
+        Some(scale(p, max_width)?)
+    } else {
+        None
+    };
+    let p = s.as_ref().unwrap_or(p);
+    let (w, h) = (p.width as usize, p.height as usize);
+    let cw = w.div_ceil(2);
+    let mut out = vec![0u8; w * h * 3];
+    // Integer BT.601: R = 1.164(Y-16) + 1.596(V-128), etc., in 8.8 fixed point.
+    for (row, line) in out.chunks_exact_mut(w * 3).enumerate() {
+        let yrow = &p.y[row * w..row * w + w];
+        let crow = (row / 2) * cw;
+        for (x, px) in line.chunks_exact_mut(3).enumerate() {
+            let y = (i32::from(yrow[x]) - 16) * 298;
+            let u = i32::from(p.u[crow + x / 2]) - 128;
+            let v = i32::from(p.v[crow + x / 2]) - 128;
+            px[0] = ((y + 409 * v + 128) >> 8).clamp(0, 255) as u8;
+            px[1] = ((y - 100 * u - 208 * v + 128) >> 8).clamp(0, 255) as u8;
+            px[2] = ((y + 516 * u + 128) >> 8).clamp(0, 255) as u8;
+        }
+    }
+    Ok((p.width, p.height, out))
+}
+
 /// A reusable JPEG encoder (libjpeg-turbo), 4:2:0, fed I420 planes directly.
 pub struct JpegEncoder {
     inner: turbojpeg::Compressor,
@@ -227,6 +267,25 @@ mod tests {
         assert_eq!((same.width, same.height), (640, 360));
         let odd = scale(&gradient(641, 361), 321).unwrap();
         assert_eq!((odd.width % 2, odd.height % 2), (0, 0));
+    }
+
+    #[test]
+    fn converts_to_gray_and_rgb() {
+        let mut p = gradient(64, 36);
+        p.u.fill(128);
+        p.v.fill(128);
+        let (w, h, g) = gray8(&p, 32).unwrap();
+        assert_eq!((w, h, g.len()), (32, 18, 32 * 18));
+        let (w, h, rgb) = rgb8(&p, 0).unwrap();
+        assert_eq!((w, h, rgb.len()), (64, 36, 64 * 36 * 3));
+        // Neutral chroma gives grey: R = G = B, and luma 235 is white.
+        assert_eq!(rgb[0], rgb[1]);
+        assert_eq!(rgb[1], rgb[2]);
+        let mut white = gradient(4, 4);
+        white.y.fill(235);
+        white.u.fill(128);
+        white.v.fill(128);
+        assert!(rgb8(&white, 0).unwrap().2.iter().all(|&c| c >= 254));
     }
 
     #[test]

@@ -44,7 +44,78 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     pub mjpeg: MjpegConfig,
     pub snapshot: SnapshotConfig,
+    pub events: EventsConfig,
+    pub plugins: PluginsConfig,
+    /// `[[plugin]]`: installed plugins.
+    pub plugin: Vec<PluginConfig>,
     pub cameras: Vec<CameraConfig>,
+}
+
+/// `[events]`: the event store.
+#[derive(Clone, Debug)]
+pub struct EventsConfig {
+    pub max_age: Duration,
+    pub max_events: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(30 * 86_400),
+            max_events: 1_000_000,
+        }
+    }
+}
+
+/// `[plugins]`: the plugin runtime.
+#[derive(Clone, Debug)]
+pub struct PluginsConfig {
+    /// Threads running plugin code (apart from ingest and HTTP).
+    pub threads: usize,
+    /// Default deadline of one plugin call.
+    pub call_timeout: Duration,
+    /// Default memory limit of one plugin instance.
+    pub memory_limit: usize,
+    /// Most plugin instances at once (sizes the pooling allocator).
+    pub max_instances: usize,
+    /// Events one instance may emit per second (burst: twice that).
+    pub events_per_second: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            call_timeout: Duration::from_millis(1000),
+            memory_limit: 64 << 20,
+            max_instances: 2000,
+            events_per_second: 50,
+        }
+    }
+}
+
+/// One `[[plugin]]`: a `.wasm` component and what the operator grants it.
+#[derive(Clone, Debug)]
+pub struct PluginConfig {
+    /// `[a-z0-9_-]`, unique.
+    pub id: String,
+    pub path: PathBuf,
+    /// Capabilities granted: `http`, `state`, `files`.
+    pub grants: Vec<String>,
+    /// Hosts the `http` capability may reach (exact host names or IPs).
+    pub http_allow: Vec<String>,
+    pub call_timeout: Option<Duration>,
+    pub memory_limit: Option<usize>,
+    /// Frames (or events) queued per instance; the oldest go when it is full.
+    pub queue: usize,
+}
+
+/// A plugin enabled on a camera by the config file.
+#[derive(Clone, Debug)]
+pub struct CameraPlugin {
+    pub plugin: String,
+    /// The plugin's configuration (validated against its schema at start).
+    pub config: serde_json::Value,
 }
 
 /// `[mjpeg]`: the per-camera MJPEG encoder.
@@ -202,6 +273,8 @@ pub struct CameraConfig {
     pub password: Option<String>,
     pub transport: Transport,
     pub mode: Mode,
+    /// Plugins enabled on this camera (`[[camera.plugin]]`).
+    pub plugins: Vec<CameraPlugin>,
 }
 
 impl std::fmt::Debug for CameraConfig {
@@ -272,6 +345,12 @@ struct RawConfig {
     #[serde(default)]
     snapshot: RawSnapshot,
     #[serde(default)]
+    events: RawEvents,
+    #[serde(default)]
+    plugins: RawPlugins,
+    #[serde(default)]
+    plugin: Vec<RawPlugin>,
+    #[serde(default)]
     camera: Vec<RawCamera>,
 }
 
@@ -340,6 +419,47 @@ struct RawCamera {
     transport: Transport,
     #[serde(default)]
     mode: Mode,
+    #[serde(default)]
+    plugin: Vec<RawCameraPlugin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCameraPlugin {
+    id: Spanned<String>,
+    #[serde(default)]
+    config: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    id: Spanned<String>,
+    path: Spanned<String>,
+    #[serde(default)]
+    grants: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    http_allow: Vec<String>,
+    call_timeout_ms: Option<Spanned<u64>>,
+    memory_mib: Option<Spanned<usize>>,
+    queue: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    max_age_days: Option<Spanned<u64>>,
+    max_events: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    threads: Option<Spanned<usize>>,
+    call_timeout_ms: Option<Spanned<u64>>,
+    memory_mib: Option<Spanned<usize>>,
+    max_instances: Option<Spanned<usize>>,
+    events_per_second: Option<Spanned<u32>>,
 }
 
 /// Reads and validates a config file.
@@ -504,6 +624,47 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         seen.insert(id.clone(), line_of(text, c.id.span().start));
         let (url, username, password) = parse_camera_url(c.url.get_ref())
             .map_err(|reason| err(c.url.span(), "camera.url", reason))?;
+        let mut plugins = Vec::new();
+        for p in c.plugin {
+            if !raw
+                .plugin
+                .iter()
+                .any(|rp| rp.id.get_ref() == p.id.get_ref())
+            {
+                return Err(err(
+                    p.id.span(),
+                    "camera.plugin.id",
+                    format!("no [[plugin]] with id {:?}", p.id.get_ref()),
+                ));
+            }
+            if plugins
+                .iter()
+                .any(|q: &CameraPlugin| &q.plugin == p.id.get_ref())
+            {
+                return Err(err(
+                    p.id.span(),
+                    "camera.plugin.id",
+                    format!(
+                        "plugin {:?} is enabled twice on camera {id:?}",
+                        p.id.get_ref()
+                    ),
+                ));
+            }
+            let config = match p.config {
+                None => serde_json::Value::Object(Default::default()),
+                Some(v) => serde_json::to_value(v).map_err(|e| {
+                    err(
+                        p.id.span(),
+                        "camera.plugin.config",
+                        format!("cannot be converted to JSON: {e}"),
+                    )
+                })?,
+            };
+            plugins.push(CameraPlugin {
+                plugin: p.id.get_ref().clone(),
+                config,
+            });
+        }
         cameras.push(CameraConfig {
             id: id.clone(),
             name: c.name.unwrap_or_else(|| id.clone()),
@@ -512,7 +673,170 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             password,
             transport: c.transport,
             mode: c.mode,
+            plugins,
         });
+    }
+
+    let mut plugin = Vec::new();
+    for p in &raw.plugin {
+        let pid = p.id.get_ref();
+        if !valid_id(pid) {
+            return Err(err(
+                p.id.span(),
+                "plugin.id",
+                format!(
+                    "{pid:?} is not a valid id: use 1 to 64 characters of a-z, 0-9, '_' and '-'"
+                ),
+            ));
+        }
+        if plugin.iter().any(|q: &PluginConfig| &q.id == pid) {
+            return Err(err(
+                p.id.span(),
+                "plugin.id",
+                format!("duplicate plugin id {pid:?}"),
+            ));
+        }
+        let grants: Vec<String> = p
+            .grants
+            .as_ref()
+            .map(|g| g.get_ref().clone())
+            .unwrap_or_default();
+        if let Some(g) = grants
+            .iter()
+            .find(|g| !matches!(g.as_str(), "http" | "state" | "files"))
+        {
+            let span = p.grants.as_ref().map_or(0..0, |s| s.span());
+            return Err(err(
+                span,
+                "plugin.grants",
+                format!("{g:?} is not a capability: use http, state or files"),
+            ));
+        }
+        let path = PathBuf::from(p.path.get_ref());
+        if p.path.get_ref().is_empty() {
+            return Err(err(p.path.span(), "plugin.path", "is empty".into()));
+        }
+        let timeout = match &p.call_timeout_ms {
+            None => None,
+            Some(s) if (1..=600_000).contains(s.get_ref()) => {
+                Some(Duration::from_millis(*s.get_ref()))
+            }
+            Some(s) => {
+                return Err(err(
+                    s.span(),
+                    "plugin.call_timeout_ms",
+                    format!("{} is out of range 1..=600000", s.get_ref()),
+                ));
+            }
+        };
+        let memory = match &p.memory_mib {
+            None => None,
+            Some(s) if (1..=4096).contains(s.get_ref()) => Some(*s.get_ref() << 20),
+            Some(s) => {
+                return Err(err(
+                    s.span(),
+                    "plugin.memory_mib",
+                    format!("{} is out of range 1..=4096", s.get_ref()),
+                ));
+            }
+        };
+        let queue = match &p.queue {
+            None => 4,
+            Some(s) if (1..=10_000).contains(s.get_ref()) => *s.get_ref(),
+            Some(s) => {
+                return Err(err(
+                    s.span(),
+                    "plugin.queue",
+                    format!("{} is out of range 1..=10000", s.get_ref()),
+                ));
+            }
+        };
+        plugin.push(PluginConfig {
+            id: pid.clone(),
+            path,
+            grants,
+            http_allow: p
+                .http_allow
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            call_timeout: timeout,
+            memory_limit: memory,
+            queue,
+        });
+    }
+    let mut events = EventsConfig::default();
+    if let Some(d) = &raw.events.max_age_days {
+        if !(1..=36_500).contains(d.get_ref()) {
+            return Err(err(
+                d.span(),
+                "events.max_age_days",
+                format!("{} is out of range 1..=36500", d.get_ref()),
+            ));
+        }
+        events.max_age = Duration::from_secs(d.get_ref() * 86_400);
+    }
+    if let Some(n) = &raw.events.max_events {
+        if *n.get_ref() < 1 {
+            return Err(err(
+                n.span(),
+                "events.max_events",
+                "must be at least 1".into(),
+            ));
+        }
+        events.max_events = *n.get_ref();
+    }
+    let mut plugins = PluginsConfig::default();
+    let rp = &raw.plugins;
+    if let Some(t) = &rp.threads {
+        if !(1..=256).contains(t.get_ref()) {
+            return Err(err(
+                t.span(),
+                "plugins.threads",
+                format!("{} is out of range 1..=256", t.get_ref()),
+            ));
+        }
+        plugins.threads = *t.get_ref();
+    }
+    if let Some(t) = &rp.call_timeout_ms {
+        if !(1..=600_000).contains(t.get_ref()) {
+            return Err(err(
+                t.span(),
+                "plugins.call_timeout_ms",
+                format!("{} is out of range 1..=600000", t.get_ref()),
+            ));
+        }
+        plugins.call_timeout = Duration::from_millis(*t.get_ref());
+    }
+    if let Some(m) = &rp.memory_mib {
+        if !(1..=4096).contains(m.get_ref()) {
+            return Err(err(
+                m.span(),
+                "plugins.memory_mib",
+                format!("{} is out of range 1..=4096", m.get_ref()),
+            ));
+        }
+        plugins.memory_limit = *m.get_ref() << 20;
+    }
+    if let Some(m) = &rp.max_instances {
+        if !(1..=100_000).contains(m.get_ref()) {
+            return Err(err(
+                m.span(),
+                "plugins.max_instances",
+                format!("{} is out of range 1..=100000", m.get_ref()),
+            ));
+        }
+        plugins.max_instances = *m.get_ref();
+    }
+    if let Some(m) = &rp.events_per_second {
+        if !(1..=100_000).contains(m.get_ref()) {
+            return Err(err(
+                m.span(),
+                "plugins.events_per_second",
+                format!("{} is out of range 1..=100000", m.get_ref()),
+            ));
+        }
+        plugins.events_per_second = *m.get_ref();
     }
     let mut webrtc = WebrtcConfig::default();
     let w = &raw.webrtc;
@@ -651,6 +975,9 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         webrtc,
         mjpeg,
         snapshot,
+        events,
+        plugins,
+        plugin,
         cameras,
     })
 }

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     DeadlineExceeded,
     /// A peer sent something we cannot parse (garbage bytes, broken packets).
     Protocol,
+    /// A configuration is well-formed but not acceptable (e.g. a plugin config that
+    /// fails its JSON Schema): 422.
+    InvalidConfig,
     /// The peer works but cannot give what we need (e.g. a camera offering no
     /// H.264/H.265 video); needs an operator, not a retry.
     FailedPrecondition,

@@ -17,15 +17,18 @@
 //! - [`app`]: wiring: builds cameras from config and runs the server.
 
 pub mod api;
+pub mod api_plugins;
 pub mod app;
 pub mod camsim;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod hls;
 pub mod ingest;
 pub mod media;
 pub mod mjpeg;
+pub mod plugins;
 pub mod snapshot;
 pub mod stats;
 pub mod whep;

@@ -28,10 +28,43 @@ enum Cmd {
     Demo(vigil::app::demo::DemoArgs),
     /// RTSP camera simulator.
     Camsim(vigil::camsim::CamsimArgs),
+    /// Plugin tools: inspect a `.wasm`, run it offline on a video file.
+    Plugin {
+        #[command(subcommand)]
+        what: PluginCmd,
+    },
     /// Play a stream as a viewer and report what arrived (JSON on stdout).
     Probe {
         #[command(subcommand)]
         what: Probe,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCmd {
+    /// Print a plugin's manifest (JSON).
+    Inspect { wasm: PathBuf },
+    /// Run a plugin on a video file (analytics) or a JSON-lines events file (rules,
+    /// outputs) and print its events as JSON lines.
+    Run {
+        wasm: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        /// The configuration: JSON text, or @file.json.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// Camera id to report.
+        #[arg(long, default_value = "offline")]
+        camera: String,
+        /// Frame rate of a raw .h264 input.
+        #[arg(long, default_value_t = 15.0)]
+        fps: f64,
+        /// Capabilities to grant (http, state, files).
+        #[arg(long, value_delimiter = ',')]
+        grant: Vec<String>,
+        /// Hosts the http capability may reach.
+        #[arg(long, value_delimiter = ',')]
+        http_allow: Vec<String>,
     },
 }
 
@@ -109,6 +142,46 @@ fn main() -> ExitCode {
             }
             Cmd::Demo(args) => vigil::app::demo::run(args).await,
             Cmd::Camsim(args) => vigil::camsim::run(args).await,
+            Cmd::Plugin {
+                what: PluginCmd::Inspect { wasm },
+            } => {
+                let m = vigil::plugins::offline::inspect(&wasm).await?;
+                println!("{}", serde_json::to_string_pretty(&m)?);
+                Ok(())
+            }
+            Cmd::Plugin {
+                what:
+                    PluginCmd::Run {
+                        wasm,
+                        input,
+                        config,
+                        camera,
+                        fps,
+                        grant,
+                        http_allow,
+                    },
+            } => {
+                let text = match config.strip_prefix('@') {
+                    Some(f) => std::fs::read_to_string(f)
+                        .map_err(|e| anyhow::anyhow!("--config {f}: {e}"))?,
+                    None => config,
+                };
+                let config: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("--config is not JSON: {e}"))?;
+                let opts = vigil::plugins::offline::RunOptions {
+                    wasm,
+                    input,
+                    config,
+                    camera,
+                    fps,
+                    grants: grant,
+                    http_allow: http_allow.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                };
+                let mut out = std::io::stdout();
+                let n = vigil::plugins::offline::run(opts, &mut out).await?;
+                eprintln!("vigil plugin run: {n} events");
+                Ok(())
+            }
             Cmd::Probe {
                 what:
                     Probe::Whep {

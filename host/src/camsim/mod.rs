@@ -270,6 +270,54 @@ fn validate(args: &CamsimArgs) -> anyhow::Result<Settings> {
 /// Reads an H.264 clip: Annex B directly, anything else through ffmpeg (stream copy,
 /// converted to Annex B).
 fn load_input(path: &std::path::Path) -> anyhow::Result<Clip> {
+    let data = read_annex_b(path)?;
+    h264::clip_from_annex_b(&data).with_context(|| format!("{}", path.display()))
+}
+
+/// SPS, PPS, and access units (each a list of NAL units).
+pub type H264File = (Vec<u8>, Vec<u8>, Vec<Vec<Vec<u8>>>);
+
+/// An H.264 file's video as access units, each a list of NAL units (no start
+/// codes), starting at the first IDR, with the SPS and PPS in effect. Used by the
+/// offline plugin runner.
+pub fn read_access_units(path: &std::path::Path) -> anyhow::Result<H264File> {
+    let data = read_annex_b(path)?;
+    let nals = h264::split_annex_b(&data);
+    if nals.is_empty() {
+        bail!("{}: no H.264 video found", path.display());
+    }
+    let aus = h264::split_access_units(&nals);
+    let (mut sps, mut pps) = (None, None);
+    let mut out = Vec::new();
+    for au in aus {
+        let mut keep = Vec::new();
+        let mut idr = false;
+        for nal in au {
+            match h264::nal_unit_type(nal) {
+                h264::nal_type::SPS => sps = Some(nal.to_vec()),
+                h264::nal_type::PPS => pps = Some(nal.to_vec()),
+                h264::nal_type::AUD | h264::nal_type::FILLER => {}
+                t => {
+                    idr |= t == h264::nal_type::IDR;
+                    keep.push(nal.to_vec());
+                }
+            }
+        }
+        if keep.is_empty() || (out.is_empty() && !idr) {
+            continue;
+        }
+        out.push(keep);
+    }
+    match (sps, pps) {
+        (Some(s), Some(p)) if !out.is_empty() => Ok((s, p, out)),
+        _ => bail!(
+            "{}: no decodable H.264 (SPS, PPS and an IDR picture)",
+            path.display()
+        ),
+    }
+}
+
+fn read_annex_b(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -311,7 +359,7 @@ fn load_input(path: &std::path::Path) -> anyhow::Result<Clip> {
         }
         out.stdout
     };
-    h264::clip_from_annex_b(&data).with_context(|| format!("{}", path.display()))
+    Ok(data)
 }
 
 /// `vigil camsim`: serve until Ctrl-C.

@@ -1,0 +1,210 @@
+//! The analytics frame path of one camera: exists only while an analytics plugin
+//! instance is enabled on it. An async task reads the broadcaster and hands video
+//! frames to a decoding thread (only key frames when every instance asked for key
+//! frames only); decoded pictures go to each instance's inbox at the rate it asked
+//! for. Nothing here can block ingest: the broadcaster drops a lagging reader, the
+//! decoder queue drops to the next key frame, instance inboxes drop their oldest.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use super::instance::{FrameInput, Inbox, Input};
+use super::runtime::FrameRequest;
+use crate::codec::Decoder;
+use crate::ingest::Camera;
+use crate::media::{Frame, Recv, TrackKind};
+
+/// An instance that wants frames.
+pub struct Sink {
+    pub id: u64,
+    pub request: FrameRequest,
+    pub inbox: Arc<Inbox>,
+    /// Media time of the last frame handed over (sampling follows the camera's
+    /// clock, so it is the same live and offline).
+    last: Option<i64>,
+}
+
+/// A camera's frame path.
+pub struct Feeder {
+    sinks: Arc<Mutex<Vec<Sink>>>,
+    stop: watch::Sender<bool>,
+    /// Frames decoded, and frames dropped before decoding (decoder behind).
+    pub decoded: Arc<AtomicU64>,
+    pub dropped: Arc<AtomicU64>,
+    pub last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Feeder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Feeder")
+    }
+}
+
+impl Feeder {
+    /// Starts the frame path of a camera.
+    pub fn start(cam: Arc<Camera>) -> Arc<Feeder> {
+        let (stop, stop_rx) = watch::channel(false);
+        let feeder = Arc::new(Feeder {
+            sinks: Arc::new(Mutex::new(Vec::new())),
+            stop,
+            decoded: Arc::new(AtomicU64::new(0)),
+            dropped: Arc::new(AtomicU64::new(0)),
+            last_error: Arc::new(Mutex::new(None)),
+        });
+        let (ftx, frx) = std::sync::mpsc::sync_channel::<Frame>(4);
+        let sinks = feeder.sinks.clone();
+        let (decoded, last_error) = (feeder.decoded.clone(), feeder.last_error.clone());
+        let id = cam.config.id.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name(format!("analytics-{id}"))
+            .spawn(move || decode_loop(&id, frx, &sinks, &decoded, &last_error))
+        {
+            *feeder.last_error.lock().unwrap() =
+                Some(format!("cannot start the decoder thread: {e}"));
+            return feeder;
+        }
+        tokio::spawn(read_loop(
+            cam,
+            feeder.sinks.clone(),
+            ftx,
+            stop_rx,
+            feeder.dropped.clone(),
+        ));
+        feeder
+    }
+
+    pub fn add(&self, id: u64, request: FrameRequest, inbox: Arc<Inbox>) {
+        self.sinks.lock().unwrap().push(Sink {
+            id,
+            request,
+            inbox,
+            last: None,
+        });
+    }
+
+    /// Removes a sink; returns how many remain.
+    pub fn remove(&self, id: u64) -> usize {
+        let mut s = self.sinks.lock().unwrap();
+        s.retain(|k| k.id != id);
+        s.len()
+    }
+
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+async fn read_loop(
+    cam: Arc<Camera>,
+    sinks: Arc<Mutex<Vec<Sink>>>,
+    ftx: std::sync::mpsc::SyncSender<Frame>,
+    mut stop: watch::Receiver<bool>,
+    dropped: Arc<AtomicU64>,
+) {
+    let mut sub = cam.broadcaster.subscribe();
+    let mut need_key = false;
+    loop {
+        let r = tokio::select! {
+            r = sub.recv() => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match r {
+            None => break,
+            Some(Recv::Lagged { missed }) => {
+                dropped.fetch_add(missed, Ordering::Relaxed);
+                need_key = true;
+            }
+            Some(Recv::Frame(f)) => {
+                if f.track != TrackKind::Video || (need_key && !f.key) {
+                    continue;
+                }
+                need_key = false;
+                // Key frames only, when that is all anyone wants: skip decoding the rest.
+                let key_only = sinks
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .all(|s| s.request.key_frames_only);
+                if key_only && !f.key {
+                    continue;
+                }
+                match ftx.try_send(f) {
+                    Ok(()) => {}
+                    Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        need_key = true;
+                    }
+                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
+                }
+            }
+        }
+    }
+}
+
+fn decode_loop(
+    camera: &str,
+    frames: std::sync::mpsc::Receiver<Frame>,
+    sinks: &Mutex<Vec<Sink>>,
+    decoded: &AtomicU64,
+    last_error: &Mutex<Option<String>>,
+) {
+    let mut decoder: Option<Decoder> = None;
+    let mut generation = None;
+    let mut broken = false;
+    for f in frames {
+        if generation != Some(f.info.generation) || decoder.is_none() {
+            if !f.key {
+                continue;
+            }
+            generation = Some(f.info.generation);
+            decoder = Decoder::new().ok();
+        }
+        let Some(d) = decoder.as_mut() else { continue };
+        if broken && !f.key {
+            continue;
+        }
+        let picture = match d.decode(&f) {
+            Ok(Some(p)) => Arc::new(p),
+            Ok(None) => continue,
+            Err(e) => {
+                *last_error.lock().unwrap() = Some(format!("camera {camera}: {e}"));
+                broken = true;
+                continue;
+            }
+        };
+        broken = false;
+        decoded.fetch_add(1, Ordering::Relaxed);
+        let media_ns =
+            f.pts.saturating_mul(1_000_000_000) / i64::from(f.info.video.timescale.max(1));
+        let wall_ms = crate::events::now_ms();
+        let mut sinks = sinks.lock().unwrap();
+        for s in sinks.iter_mut() {
+            if s.request.key_frames_only && !f.key {
+                continue;
+            }
+            // Time going backwards (a reconnect) restarts the sampling.
+            if s.request.max_fps > 0.0
+                && let Some(last) = s.last
+                && media_ns >= last
+                && ((media_ns - last) as f64) < 0.95e9 / f64::from(s.request.max_fps)
+            {
+                continue;
+            }
+            s.last = Some(media_ns);
+            s.inbox.push(Input::Frame(FrameInput {
+                picture: picture.clone(),
+                media_ns,
+                wall_ms,
+                key: f.key,
+            }));
+        }
+    }
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
+}
