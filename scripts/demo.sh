@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 scripts/setup.sh
-exec cargo run --quiet -p vigil -- demo "$@"
+scripts/build-plugins.sh
+exec cargo run --quiet -p vigil -- demo --plugins "$CARGO_TARGET_DIR/wasm32-wasip2/release" "$@"

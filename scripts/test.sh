@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 scripts/setup.sh
 # Build everything once, in the one dev profile, then run.
+scripts/build-plugins.sh
 cargo build --workspace --all-targets --quiet
 cargo test --workspace --no-fail-fast -- --test-threads="${VIGIL_TEST_THREADS:-4}"

@@ -164,6 +164,13 @@ pub mod demo {
         /// Exit after this many seconds (for smoke tests); runs until Ctrl-C otherwise.
         #[arg(long)]
         pub duration_s: Option<u64>,
+        /// Directory with the example plugins (`vigil_plugin_*.wasm`); when given,
+        /// motion runs on the always-on cameras and zones on the first one.
+        #[arg(long)]
+        pub plugins: Option<std::path::PathBuf>,
+        /// Where the demo keeps its events and plugin state.
+        #[arg(long, default_value = "./data")]
+        pub data_dir: std::path::PathBuf,
     }
 
     /// The demo's config: every simulated camera, the last one on demand.
@@ -171,18 +178,54 @@ pub mod demo {
         listen: std::net::SocketAddr,
         camsim: &Camsim,
         n: usize,
+        plugins: Option<&std::path::Path>,
+        data_dir: &std::path::Path,
     ) -> anyhow::Result<Config> {
-        let mut text = format!("[server]\nlisten = \"{listen}\"\ndata_dir = \"./data\"\n");
+        let toml_str = |p: &std::path::Path| {
+            p.display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+        };
+        let mut text = format!(
+            "[server]\nlisten = \"{listen}\"\ndata_dir = \"{}\"\n",
+            toml_str(data_dir)
+        );
+        let plugin = |name: &str| {
+            plugins
+                .map(|d| d.join(format!("vigil_plugin_{name}.wasm")))
+                .filter(|p| p.exists())
+        };
+        let (motion, zones) = (plugin("motion"), plugin("zones"));
+        if let Some(p) = &motion {
+            text.push_str(&format!(
+                "\n[[plugin]]\nid = \"motion\"\npath = \"{}\"\n",
+                toml_str(p)
+            ));
+        }
+        if let Some(p) = &zones {
+            text.push_str(&format!(
+                "\n[[plugin]]\nid = \"zones\"\npath = \"{}\"\n",
+                toml_str(p)
+            ));
+        }
         for i in 0..n {
-            let mode = if i + 1 == n && n > 1 {
-                "on-demand"
-            } else {
-                "always"
-            };
+            let on_demand = i + 1 == n && n > 1;
+            let mode = if on_demand { "on-demand" } else { "always" };
             text.push_str(&format!(
                 "\n[[camera]]\nid = \"sim{i}\"\nname = \"Simulated camera {i}\"\nurl = \"{}\"\nmode = \"{mode}\"\n",
                 camsim.url(i)
             ));
+            if motion.is_some() && !on_demand {
+                text.push_str(
+                    "[[camera.plugin]]\nid = \"motion\"\nconfig = { min_area = 0.002 }\n",
+                );
+            }
+            if zones.is_some() && i == 0 {
+                text.push_str(
+                    "[[camera.plugin]]\nid = \"zones\"\nconfig = { loiter_seconds = 3, zones = [{ name = \"bottom\", polygon = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]] }] }\n",
+                );
+            }
         }
         Ok(config::parse("<demo defaults>", &text)?)
     }
@@ -200,7 +243,13 @@ pub mod demo {
             stamp: false,
         })
         .await?;
-        let cfg = demo_config(args.listen, &sim, args.cameras)?;
+        let cfg = demo_config(
+            args.listen,
+            &sim,
+            args.cameras,
+            args.plugins.as_deref(),
+            &args.data_dir,
+        )?;
         let host = super::Host::start(cfg).await?;
         println!(
             "vigil demo: {} simulated cameras from {}",

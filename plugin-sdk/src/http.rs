@@ -37,8 +37,11 @@ mod imp {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let mut fields: Vec<(String, Vec<u8>)> =
-            vec![("content-type".into(), b"application/json".to_vec())];
+        // A known length (not chunked encoding): simple receivers expect it.
+        let mut fields: Vec<(String, Vec<u8>)> = vec![
+            ("content-type".into(), b"application/json".to_vec()),
+            ("content-length".into(), body.len().to_string().into_bytes()),
+        ];
         fields.extend(
             headers
                 .iter()
@@ -56,21 +59,27 @@ mod imp {
             .map_err(|_| format!("bad path {path:?}"))?;
         let out = req.body().map_err(|_| "cannot open the request body")?;
         let pending = outgoing_handler::handle(req, None).map_err(|e| describe(&e))?;
-        {
-            let stream = out.write().map_err(|_| "cannot write the request body")?;
+        let written = (|| {
+            let stream = out
+                .write()
+                .map_err(|_| "cannot write the request body".to_string())?;
             for chunk in body.chunks(4096) {
                 stream
                     .blocking_write_and_flush(chunk)
                     .map_err(|e| format!("writing the body: {e:?}"))?;
             }
-        }
-        OutgoingBody::finish(out, None).map_err(|e| describe(&e))?;
+            Ok::<(), String>(())
+        })();
+        let finished =
+            written.and_then(|()| OutgoingBody::finish(out, None).map_err(|e| describe(&e)));
+        // A request the host refused (or that failed to connect) closes the body
+        // stream early: its response says why, which is what the caller needs.
         pending.subscribe().block();
         match pending.get() {
-            Some(Ok(Ok(resp))) => Ok(resp.status()),
+            Some(Ok(Ok(resp))) => finished.map(|()| resp.status()),
             Some(Ok(Err(e))) => Err(describe(&e)),
             Some(Err(())) => Err("the response was already taken".into()),
-            None => Err("no response".into()),
+            None => finished.and(Err("no response".into())),
         }
     }
 

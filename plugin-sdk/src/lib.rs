@@ -270,6 +270,9 @@ macro_rules! analytics_plugin {
                 $crate::rt::on_frame::<$t>(frame)
             }
         }
+        // Only a WebAssembly build exports the component's functions; a native
+        // build (tests, benchmarks, `cargo build --workspace`) compiles the rest.
+        #[cfg(target_arch = "wasm32")]
         $crate::__bindings::analytics::__export_analytics!(__VigilAnalyticsExport with_types_in $crate::__bindings::analytics);
     };
 }
@@ -294,6 +297,9 @@ macro_rules! rule_plugin {
                 $crate::rt::rule_tick::<$t>(now_ms)
             }
         }
+        // Only a WebAssembly build exports the component's functions; a native
+        // build (tests, benchmarks, `cargo build --workspace`) compiles the rest.
+        #[cfg(target_arch = "wasm32")]
         $crate::__bindings::rule::__export_rule!(__VigilRuleExport with_types_in $crate::__bindings::rule);
     };
 }
@@ -315,6 +321,9 @@ macro_rules! output_plugin {
                 $crate::rt::output_event::<$t>(event)
             }
         }
+        // Only a WebAssembly build exports the component's functions; a native
+        // build (tests, benchmarks, `cargo build --workspace`) compiles the rest.
+        #[cfg(target_arch = "wasm32")]
         $crate::__bindings::output::__export_output!(__VigilOutputExport with_types_in $crate::__bindings::output);
     };
 }

@@ -12,3 +12,4 @@ mod config_cli;
 mod hls;
 mod ingest;
 mod live;
+mod plugins;

@@ -186,9 +186,16 @@ pub async fn start_host(cameras_toml: &str) -> vigil::app::Host {
     start_host_config(&format!("{TEST_INGEST}{cameras_toml}")).await
 }
 
-/// A host in this process from config text (its `[server]` table is supplied).
+/// A host in this process from config text (its `[server]` table is supplied,
+/// with a data directory of its own so hosts in parallel tests share no events).
 pub async fn start_host_config(toml: &str) -> vigil::app::Host {
-    let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n{toml}");
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = scratch_dir(&format!("host{n}"));
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{toml}",
+        data.display()
+    );
     let cfg = vigil::config::parse("test.toml", &text).expect("test config");
     vigil::app::Host::start(cfg).await.expect("start host")
 }

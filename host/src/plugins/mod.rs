@@ -368,28 +368,7 @@ impl Plugins {
     /// Checks a configuration against the plugin's JSON Schema; the error names the
     /// field (JSON pointer) and the reason.
     pub fn validate_config(&self, plugin: &str, config: &serde_json::Value) -> Result<()> {
-        let loaded = self.loaded(plugin)?;
-        let validator = jsonschema::validator_for(&loaded.manifest.config_schema)
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("plugin schema: {e}")))?;
-        let problems: Vec<String> = validator
-            .iter_errors(config)
-            .take(5)
-            .map(|e| {
-                let at = e.instance_path.to_string();
-                format!("{}: {e}", if at.is_empty() { "/".to_string() } else { at })
-            })
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::InvalidConfig,
-                format!(
-                    "configuration of plugin {plugin:?} is invalid: {}",
-                    problems.join("; ")
-                ),
-            ))
-        }
+        check_config(&*self.loaded(plugin)?, plugin, config)
     }
 
     /// Enables `plugin` on `camera` with `config`, or reconfigures it if enabled.
@@ -507,11 +486,13 @@ impl Plugins {
 
     /// Loads a new version of a plugin's `.wasm` (same path) and moves every
     /// instance to it, without touching ingest or other plugins.
+    ///
+    /// A new version that is another kind of plugin, or whose schema refuses the
+    /// configuration of an enabled instance, is refused (422) and the running
+    /// version stays.
     pub async fn reload(&self, plugin: &str) -> Result<PluginInfo> {
         let inst = self.installed(plugin)?;
         let loaded = self.load(&inst).await?;
-        *inst.loaded.lock().unwrap() = Some(loaded.clone());
-        *inst.error.lock().unwrap() = None;
         let targets: Vec<Arc<Instance>> = self
             .instances
             .lock()
@@ -520,6 +501,33 @@ impl Plugins {
             .filter(|i| i.plugin == plugin)
             .cloned()
             .collect();
+        for i in &targets {
+            if i.kind != loaded.kind {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "the new {} is a {} plugin, but plugin {plugin:?} is enabled as {} on camera {:?}; disable it first",
+                        inst.cfg.path.display(),
+                        format!("{:?}", loaded.kind).to_lowercase(),
+                        format!("{:?}", i.kind).to_lowercase(),
+                        i.camera.config.id
+                    ),
+                ));
+            }
+            let config = i.config.lock().unwrap().clone();
+            check_config(&loaded, plugin, &config).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "the new version refuses camera {:?}'s configuration: {}",
+                        i.camera.config.id,
+                        e.message()
+                    ),
+                )
+            })?;
+        }
+        *inst.loaded.lock().unwrap() = Some(loaded.clone());
+        *inst.error.lock().unwrap() = None;
         for i in targets {
             let _ = i.control.send(Control::Upgrade(loaded.clone())).await;
         }
@@ -652,5 +660,31 @@ impl Plugins {
         if let Some(tx) = self.shutdown.lock().unwrap().take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// Checks `config` against a loaded plugin's JSON Schema; the error names the
+/// field (JSON pointer) and the reason.
+fn check_config(loaded: &Loaded, plugin: &str, config: &serde_json::Value) -> Result<()> {
+    let validator = jsonschema::validator_for(&loaded.manifest.config_schema)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("plugin schema: {e}")))?;
+    let problems: Vec<String> = validator
+        .iter_errors(config)
+        .take(5)
+        .map(|e| {
+            let at = e.instance_path.to_string();
+            format!("{}: {e}", if at.is_empty() { "/".to_string() } else { at })
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "configuration of plugin {plugin:?} is invalid: {}",
+                problems.join("; ")
+            ),
+        ))
     }
 }

@@ -293,11 +293,11 @@ mod tests {
         let (a, b) = ([0.5, 0.0], [0.5, 1.0]);
         assert_eq!(
             crossing(a, b, (0.4, 0.5), (0.6, 0.5)),
-            Some("right-to-left")
+            Some("left-to-right")
         );
         assert_eq!(
             crossing(a, b, (0.6, 0.5), (0.4, 0.5)),
-            Some("left-to-right")
+            Some("right-to-left")
         );
         assert_eq!(crossing(a, b, (0.4, 0.5), (0.45, 0.5)), None);
         // Beyond the end of the segment: no crossing.
