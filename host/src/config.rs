@@ -80,6 +80,9 @@ pub struct PluginsConfig {
     pub max_instances: usize,
     /// Events one instance may emit per second (burst: twice that).
     pub events_per_second: u32,
+    /// Rule plugins get their ticks from the input's timeline (`Input::Tick`)
+    /// instead of the clock: the offline runner replaying an events file.
+    pub replay_ticks: bool,
 }
 
 impl Default for PluginsConfig {
@@ -90,6 +93,7 @@ impl Default for PluginsConfig {
             memory_limit: 64 << 20,
             max_instances: 2000,
             events_per_second: 50,
+            replay_ticks: false,
         }
     }
 }

@@ -44,12 +44,17 @@ enum Cmd {
 enum PluginCmd {
     /// Print a plugin's manifest (JSON).
     Inspect { wasm: PathBuf },
-    /// Run a plugin on a video file (analytics) or a JSON-lines events file (rules,
-    /// outputs) and print its events as JSON lines.
+    /// Run a plugin on a video file or an RTSP camera (analytics) or on a
+    /// JSON-lines events file (rules, outputs) and print its events as JSON lines.
     Run {
         wasm: PathBuf,
+        /// An H.264 file (.mp4, .mkv, .h264, …), an rtsp:// URL, or a JSON-lines
+        /// events file.
         #[arg(long)]
         input: PathBuf,
+        /// How long to run on an rtsp:// input (Ctrl-C stops earlier).
+        #[arg(long, default_value_t = 10.0)]
+        duration_s: f64,
         /// The configuration: JSON text, or @file.json.
         #[arg(long, default_value = "{}")]
         config: String,
@@ -159,6 +164,7 @@ fn main() -> ExitCode {
                         fps,
                         grant,
                         http_allow,
+                        duration_s,
                     },
             } => {
                 let text = match config.strip_prefix('@') {
@@ -176,6 +182,7 @@ fn main() -> ExitCode {
                     fps,
                     grants: grant,
                     http_allow: http_allow.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                    duration: std::time::Duration::from_secs_f64(duration_s.clamp(0.0, 86_400.0)),
                 };
                 let mut out = std::io::stdout();
                 let n = vigil::plugins::offline::run(opts, &mut out).await?;

@@ -910,3 +910,122 @@ async fn kill_9_loses_no_acknowledged_event() {
     let _ = child2.wait();
     sim.shutdown().await;
 }
+
+/// The stable part of an event printed by `vigil plugin run`: no ids, wall times
+/// or scores (which depend on the clock or on SIMD rounding in scaling).
+fn golden_line(e: &serde_json::Value) -> String {
+    let dets: Vec<serde_json::Value> = e["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let r = |k: &str| (d["bbox"][k].as_f64().unwrap() * 1000.0).round() / 1000.0;
+            serde_json::json!({"label": d["label"], "track_id": d["track_id"],
+                "bbox": [r("x"), r("y"), r("width"), r("height")]})
+        })
+        .collect();
+    let attrs: Vec<&serde_json::Value> = e["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a[0] != "area")
+        .collect();
+    serde_json::json!({"kind": e["kind"], "severity": e["severity"], "media_start_ns": e["media_start_ns"],
+        "detections": dets, "attributes": attrs})
+    .to_string()
+}
+
+/// Runs `vigil plugin run` and compares its events with a golden file
+/// (`VIGIL_BLESS=1` rewrites it).
+fn check_golden(plugin: &str, args: &[&str], golden: &str) {
+    let fixtures = repo_root().join("tests/fixtures");
+    let out = Command::new(vigil_bin())
+        .current_dir(&fixtures)
+        .args(["plugin", "run", &wasm(plugin)])
+        .args(args)
+        .env("VIGIL_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "vigil plugin run {plugin}: {stderr}");
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| golden_line(&serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))))
+        .collect();
+    let path = fixtures.join("golden").join(golden);
+    if std::env::var_os("VIGIL_BLESS").is_some() {
+        std::fs::write(&path, got.join("\n") + "\n").unwrap();
+    }
+    let want: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(!want.is_empty());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "{golden}: event {i} differs");
+    }
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{golden}: {} events, golden has {}:\n{}",
+        got.len(),
+        want.len(),
+        got.join("\n")
+    );
+}
+
+#[test]
+fn offline_runner_matches_golden_events() {
+    // A white box crosses a grey picture for 2 s, then stands still for 2 s.
+    check_golden(
+        "vigil_plugin_motion",
+        &[
+            "--input",
+            "moving-box.mp4",
+            "--config",
+            r#"{"cooldown_ms": 0}"#,
+        ],
+        "motion-moving-box.jsonl",
+    );
+    // A person walks over the gate into the porch, stays, and walks back out;
+    // a car (not a selected label) is ignored.
+    check_golden(
+        "vigil_plugin_zones",
+        &[
+            "--input",
+            "golden/zones-walk.events.jsonl",
+            "--config",
+            "@golden/zones-walk.config.json",
+        ],
+        "zones-walk.jsonl",
+    );
+    // Bad input: a named error, non-zero exit.
+    let out = Command::new(vigil_bin())
+        .args([
+            "plugin",
+            "run",
+            &wasm("vigil_plugin_zones"),
+            "--input",
+            "/nonexistent.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.jsonl"));
+    let out = Command::new(vigil_bin())
+        .args([
+            "plugin",
+            "run",
+            &wasm("vigil_plugin_motion"),
+            "--input",
+            "x.mp4",
+            "--config",
+            r#"{"threshold": 0}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/threshold"), "{err}");
+}

@@ -38,6 +38,9 @@ pub struct FrameInput {
 pub enum Input {
     Frame(FrameInput),
     Event(Arc<Event>),
+    /// A tick at this time (ms since the UNIX epoch), for rule plugins whose
+    /// ticks follow a replayed timeline rather than the clock.
+    Tick(u64),
 }
 
 /// A bounded queue that drops its oldest entry when full, counting drops.
@@ -206,6 +209,8 @@ pub struct Actor {
     pub stats: Arc<Stats>,
     pub control: mpsc::Receiver<Control>,
     pub call_timeout: Duration,
+    /// Tick rule plugins from the clock (false: only `Input::Tick` ticks).
+    pub clock_ticks: bool,
 }
 
 struct Running {
@@ -300,16 +305,16 @@ impl Actor {
                 })
                 .await
             }
+            (Input::Tick(now), Bound::Rule(_)) => return self.tick(run, now).await,
             _ => return Ok(()), // an input this kind does not take
         };
         self.settle(outcome)
     }
 
-    async fn tick(&mut self, run: &mut Running) -> std::result::Result<(), String> {
+    async fn tick(&mut self, run: &mut Running, now: u64) -> std::result::Result<(), String> {
         let Bound::Rule(b) = &run.bound else {
             return Ok(());
         };
-        let now = crate::events::now_ms();
         let stats = self.stats.clone();
         let o = call(&mut run.store, self.call_timeout, &stats, async |s| {
             b.vigil_plugin_rule_plugin()
@@ -355,7 +360,7 @@ impl Actor {
                         .plugin
                         .manifest
                         .tick_interval_ms
-                        .filter(|_| self.plugin.kind == Kind::Rule);
+                        .filter(|_| self.plugin.kind == Kind::Rule && self.clock_ticks);
                     let mut tick = tokio::time::interval(Duration::from_millis(u64::from(
                         tick_ms.unwrap_or(3_600_000),
                     )));
@@ -383,7 +388,7 @@ impl Actor {
                                 }
                             }
                             _ = tick.tick(), if tick_ms.is_some() => {
-                                if let Err(m) = self.tick(&mut run).await {
+                                if let Err(m) = self.tick(&mut run, crate::events::now_ms()).await {
                                     break m;
                                 }
                             }

@@ -431,6 +431,7 @@ impl Plugins {
             stats,
             control: ctl_rx,
             call_timeout: installed.cfg.call_timeout.unwrap_or(self.cfg.call_timeout),
+            clock_ticks: !self.cfg.replay_ticks,
         };
         self.instances.lock().unwrap().insert(key, inst.clone());
         self.handle.spawn(actor.run());

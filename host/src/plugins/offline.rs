@@ -25,7 +25,8 @@ use crate::media::{Frame, StreamInfo, TrackKind, VideoCodec, VideoTrack};
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub wasm: PathBuf,
-    /// A video file (analytics) or a JSON-lines events file (rules, outputs).
+    /// A video file or an `rtsp://` URL (analytics), or a JSON-lines events file
+    /// (rules, outputs).
     pub input: PathBuf,
     pub config: serde_json::Value,
     pub camera: String,
@@ -33,6 +34,8 @@ pub struct RunOptions {
     pub fps: f64,
     pub grants: Vec<String>,
     pub http_allow: Vec<String>,
+    /// How long to run on an RTSP input.
+    pub duration: Duration,
 }
 
 fn plugin_config(wasm: &Path, grants: Vec<String>, http_allow: Vec<String>) -> PluginConfig {
@@ -68,6 +71,7 @@ async fn start(
         PluginsConfig {
             max_instances: 4,
             events_per_second: 100_000,
+            replay_ticks: true,
             ..PluginsConfig::default()
         },
         std::slice::from_ref(&pc),
@@ -91,15 +95,17 @@ pub async fn inspect(wasm: &Path) -> Result<serde_json::Value> {
     }
 }
 
-fn fake_camera(id: &str) -> Result<Arc<Camera>> {
-    let (url, _, _) = crate::config::parse_camera_url("rtsp://offline.invalid/input")
-        .map_err(|e| Error::new(ErrorKind::Internal, e))?;
+/// The camera the plugin sees: the RTSP input, or a stand-in for a file.
+fn fake_camera(id: &str, url: Option<&str>) -> Result<Arc<Camera>> {
+    let (url, username, password) =
+        crate::config::parse_camera_url(url.unwrap_or("rtsp://offline.invalid/input"))
+            .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("--input: {e}")))?;
     Ok(Camera::new(CameraConfig {
         id: id.to_string(),
         name: id.to_string(),
         url,
-        username: None,
-        password: None,
+        username,
+        password,
         transport: Transport::Tcp,
         mode: Mode::Always,
         plugins: Vec::new(),
@@ -139,6 +145,109 @@ pub async fn run(opts: RunOptions, out: &mut (dyn Write + Send)) -> Result<u64> 
     result
 }
 
+/// Writes the events the bus has so far as JSON lines.
+struct Printer<'a> {
+    bus: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    out: &'a mut (dyn Write + Send),
+    printed: u64,
+    missed: u64,
+}
+
+impl Printer<'_> {
+    fn print(&mut self, e: &Event) {
+        self.printed += 1;
+        let _ = writeln!(self.out, "{}", serde_json::to_string(e).unwrap_or_default());
+        let _ = self.out.flush();
+    }
+
+    fn drain(&mut self) {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            match self.bus.try_recv() {
+                Ok(e) => self.print(&e),
+                Err(TryRecvError::Lagged(n)) => self.missed += n,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Waits (up to `limit`) for the next event and prints it.
+    async fn next(&mut self, limit: Duration) -> bool {
+        use tokio::sync::broadcast::error::RecvError;
+        match tokio::time::timeout(limit, self.bus.recv()).await {
+            Ok(Ok(e)) => {
+                self.print(&e);
+                true
+            }
+            Ok(Err(RecvError::Lagged(n))) => {
+                self.missed += n;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where a replayed timeline starts when the file gives no times (2024-01-01).
+const REPLAY_EPOCH_MS: u64 = 1_704_067_200_000;
+
+/// One line of an events file: the shape of `POST /api/events`, plus optional
+/// times.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayEvent {
+    kind: String,
+    #[serde(default, alias = "plugin")]
+    source: Option<String>,
+    #[serde(default)]
+    severity: Option<crate::events::Severity>,
+    #[serde(default)]
+    wall_ms: Option<u64>,
+    #[serde(default)]
+    media_start_ns: Option<i64>,
+    #[serde(default)]
+    media_end_ns: Option<i64>,
+    #[serde(default)]
+    detections: Vec<crate::events::Detection>,
+    #[serde(default)]
+    attributes: Vec<(String, String)>,
+    // Accepted (so stored events can be replayed) and ignored.
+    #[serde(default)]
+    #[allow(dead_code)]
+    id: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    camera: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    has_snapshot: Option<bool>,
+}
+
+impl ReplayEvent {
+    fn into_event(self, camera: &str, wall_ms: u64) -> Event {
+        Event {
+            id: crate::events::new_id(wall_ms),
+            camera: camera.to_string(),
+            plugin: self.source.unwrap_or_else(|| "replay".into()),
+            kind: self.kind,
+            severity: self.severity.unwrap_or(crate::events::Severity::Info),
+            media_start_ns: self.media_start_ns,
+            media_end_ns: self.media_end_ns,
+            wall_ms,
+            detections: self.detections,
+            attributes: self.attributes,
+            has_snapshot: false,
+        }
+    }
+}
+
+/// Is the input an RTSP URL rather than a file?
+fn rtsp_input(input: &Path) -> Option<&str> {
+    input
+        .to_str()
+        .filter(|s| s.starts_with("rtsp://") || s.starts_with("rtsps://"))
+}
+
 async fn run_inner(
     plugins: &Arc<Plugins>,
     events: &Arc<Events>,
@@ -150,10 +259,50 @@ async fn run_inner(
     let manifest = info
         .manifest
         .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, info.error.unwrap_or_default()))?;
-    let cam = fake_camera(&opts.camera)?;
-    let mut bus = events.subscribe();
-    plugins.enable(&cam, &pc.id, opts.config.clone()).await?;
+    let live = rtsp_input(&opts.input);
+    if live.is_some() && manifest.kind != Kind::Analytics {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "an RTSP input needs an analytics plugin; {} is a {} plugin: give it an events file (JSON lines)",
+                opts.wasm.display(),
+                format!("{:?}", manifest.kind).to_lowercase()
+            ),
+        ));
+    }
+    let cam = fake_camera(&opts.camera, live)?;
+    let mut printer = Printer {
+        bus: events.subscribe(),
+        out,
+        printed: 0,
+        missed: 0,
+    };
     let key = (cam.config.id.clone(), pc.id.clone());
+    if let Some(url) = live {
+        // The real ingest and frame path, for `duration`.
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let supervisor = tokio::spawn(crate::ingest::supervise(
+            cam.clone(),
+            crate::config::IngestConfig::default(),
+            Duration::ZERO,
+            Arc::new(retina::client::SessionGroup::default()),
+            stop_rx,
+        ));
+        plugins.enable(&cam, &pc.id, opts.config.clone()).await?;
+        tracing::info!(url = %crate::config::redact_url(url), seconds = opts.duration.as_secs_f64(), "running the plugin on a live camera");
+        let deadline = tokio::time::Instant::now() + opts.duration;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = printer.next(Duration::from_secs(3600)) => {}
+            }
+        }
+        let _ = stop.send(true);
+        let _ = supervisor.await;
+    } else {
+        plugins.enable(&cam, &pc.id, opts.config.clone()).await?;
+    }
     let inst = plugins
         .instances
         .lock()
@@ -169,6 +318,48 @@ async fn run_inner(
             format!("the plugin did not start: {e}"),
         ));
     }
+    if live.is_none() {
+        feed_file(&inst, &manifest, opts, &mut printer).await?;
+    }
+    // Let the store commit and publish everything the plugin emitted.
+    let emitted = inst.ctx.emitted.load(Ordering::Relaxed);
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events.counters().0 < emitted && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    printer.drain();
+    while printer.printed + printer.missed < emitted
+        && printer.next(Duration::from_millis(200)).await
+    {}
+    let status = plugins.status(&cam.config.id, &pc.id)?;
+    if status.traps > 0 || status.errors > 0 {
+        tracing::warn!(
+            "plugin reported {} errors and {} traps; last: {}",
+            status.errors,
+            status.traps,
+            status.last_error.unwrap_or_default()
+        );
+    }
+    if printer.missed > 0 {
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "{} of the plugin's events came faster than they could be printed and are missing above",
+                printer.missed
+            ),
+        ));
+    }
+    Ok(printer.printed)
+}
+
+/// Feeds a file to the instance, each input waiting for the plugin, printing
+/// events as they come.
+async fn feed_file(
+    inst: &Arc<super::Instance>,
+    manifest: &super::runtime::Manifest,
+    opts: &RunOptions,
+    printer: &mut Printer<'_>,
+) -> Result<()> {
     let mut pushed = 0u64;
     // Waits until the plugin handled everything pushed so far.
     let settle = |pushed: u64| {
@@ -253,9 +444,19 @@ async fn run_inner(
                 }));
                 pushed += 1;
                 settle(pushed).await;
+                printer.drain();
             }
         }
         Kind::Rule | Kind::Output => {
+            // Rule plugins tick on the events' timeline (their wall_ms), at the
+            // interval they asked for; the timeline ends with the last event.
+            let tick_every = manifest
+                .tick_interval_ms
+                .filter(|_| manifest.kind == Kind::Rule)
+                .map(u64::from);
+            let mut next_tick: Option<u64> = None;
+            // Lines without a time follow the previous one by 100 ms.
+            let mut last_ms: u64 = REPLAY_EPOCH_MS;
             let f = std::fs::File::open(&opts.input).map_err(|e| {
                 Error::new(
                     ErrorKind::NotFound,
@@ -272,41 +473,51 @@ async fn run_inner(
                 if line.trim().is_empty() {
                     continue;
                 }
-                let mut e: Event = serde_json::from_str(&line).map_err(|e| {
+                let r: ReplayEvent = serde_json::from_str(&line).map_err(|e| {
                     Error::new(
                         ErrorKind::InvalidArgument,
                         format!("{}:{}: not an event: {e}", opts.input.display(), n + 1),
                     )
                 })?;
-                e.camera = cam.config.id.clone();
+                let wall_ms = r.wall_ms.unwrap_or(last_ms + 100);
+                if wall_ms < last_ms {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!(
+                            "{}:{}: wall_ms {wall_ms} goes back in time (previous {last_ms})",
+                            opts.input.display(),
+                            n + 1
+                        ),
+                    ));
+                }
+                last_ms = wall_ms;
+                let e = r.into_event(&opts.camera, wall_ms);
+                e.validate().map_err(|err| {
+                    Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!("{}:{}: {}", opts.input.display(), n + 1, err.message()),
+                    )
+                })?;
+                if let Some(every) = tick_every.filter(|t| *t > 0) {
+                    let next = next_tick.get_or_insert(e.wall_ms + every);
+                    // A long quiet stretch: skip to its last tick (time-based rules
+                    // see the same elapsed time, without thousands of calls).
+                    if e.wall_ms.saturating_sub(*next) / every > 100 {
+                        *next += (e.wall_ms - *next) / every * every;
+                    }
+                    while *next <= e.wall_ms {
+                        inst.inbox.push(Input::Tick(*next));
+                        pushed += 1;
+                        settle(pushed).await;
+                        *next += every;
+                    }
+                }
                 inst.inbox.push(Input::Event(Arc::new(e)));
                 pushed += 1;
                 settle(pushed).await;
+                printer.drain();
             }
         }
     }
-    // Let the store commit and publish what the plugin emitted.
-    let mut count = 0u64;
-    let mut quiet = 0;
-    while quiet < 5 {
-        match tokio::time::timeout(Duration::from_millis(100), bus.recv()).await {
-            Ok(Ok(e)) => {
-                quiet = 0;
-                count += 1;
-                let _ = writeln!(out, "{}", serde_json::to_string(&*e).unwrap_or_default());
-            }
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => quiet = 0,
-            _ => quiet += 1,
-        }
-    }
-    let status = plugins.status(&cam.config.id, &pc.id)?;
-    if status.traps > 0 || status.errors > 0 {
-        tracing::warn!(
-            "plugin reported {} errors and {} traps; last: {}",
-            status.errors,
-            status.traps,
-            status.last_error.unwrap_or_default()
-        );
-    }
-    Ok(count)
+    Ok(())
 }

@@ -58,7 +58,9 @@ struct Track {
     last_seen_ms: u64,
     /// Zone name → (entered at ms, loitering reported).
     inside: HashMap<String, (u64, bool)>,
-    label: String,
+    /// The object as last seen, and the media time of that sighting.
+    last: Option<Detection>,
+    media_ns: Option<i64>,
 }
 
 /// An event to emit once the track is updated: kind, severity, attributes.
@@ -118,22 +120,32 @@ impl Zones {
         }
     }
 
-    fn emit(kind: &str, severity: Severity, d: &Detection, attrs: &[(&str, String)]) -> Result<()> {
+    fn emit(
+        kind: &str,
+        severity: Severity,
+        d: &Detection,
+        media_ns: Option<i64>,
+        attrs: &[(&str, String)],
+    ) -> Result<()> {
         let mut e = NewEvent::new(kind).severity(severity).detection(d.clone());
+        if let Some(t) = media_ns {
+            e = e.media_time(t, None);
+        }
         for (k, v) in attrs {
             e = e.attribute(*k, v.clone());
         }
         vigil_plugin_sdk::emit(e).map_err(Error::Failed)
     }
 
-    fn observe(&mut self, d: &Detection, now_ms: u64) -> Result<()> {
+    fn observe(&mut self, d: &Detection, now_ms: u64, media_ns: Option<i64>) -> Result<()> {
         if !self.cfg.labels.is_empty() && !self.cfg.labels.contains(&d.label) {
             return Ok(());
         }
         let p = d.bbox.bottom_center();
         let key = Self::key(d);
         let track = self.tracks.entry(key.clone()).or_default();
-        track.label = d.label.clone();
+        track.last = Some(d.clone());
+        track.media_ns = media_ns;
         track.last_seen_ms = now_ms;
         let previous = track.point.replace(p);
         let mut out: Vec<Pending> = Vec::new();
@@ -172,7 +184,7 @@ impl Zones {
             }
         }
         for (kind, sev, attrs) in out {
-            Self::emit(kind, sev, d, &attrs)?;
+            Self::emit(kind, sev, d, media_ns, &attrs)?;
         }
         self.check_loitering(now_ms)
     }
@@ -187,23 +199,24 @@ impl Zones {
             for (zone, (since, reported)) in t.inside.iter_mut() {
                 if !*reported && now_ms.saturating_sub(*since) >= limit {
                     *reported = true;
-                    let point = t.point.unwrap_or((0.5, 0.5));
-                    fire.push((
-                        zone.clone(),
-                        key.clone(),
-                        t.label.clone(),
-                        point,
-                        now_ms - *since,
-                    ));
+                    if let Some(d) = &t.last {
+                        fire.push((
+                            zone.clone(),
+                            key.clone(),
+                            d.clone(),
+                            t.media_ns,
+                            now_ms - *since,
+                        ));
+                    }
                 }
             }
         }
-        for (zone, key, label, (x, y), stayed) in fire {
-            let d = Detection::new(label, 1.0, vigil_plugin_sdk::BBox::new(x, y, 0.0, 0.0));
+        for (zone, key, d, media_ns, stayed) in fire {
             Self::emit(
                 "loitering",
                 Severity::Warning,
                 &d,
+                media_ns,
                 &[
                     ("zone", zone),
                     ("object", key),
@@ -266,7 +279,7 @@ impl RulePlugin for Zones {
 
     fn on_event(&mut self, event: &Event) -> Result<()> {
         for d in &event.detections {
-            self.observe(d, event.wall_ms)?;
+            self.observe(d, event.wall_ms, event.media_start_ns)?;
         }
         Ok(())
     }
