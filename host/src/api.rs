@@ -175,6 +175,7 @@ fn camera_json(state: &AppState, c: &Camera) -> serde_json::Value {
         "mjpeg": state.mjpeg.stats(&c.config.id),
         "webrtc_sessions": state.whep.sessions(&c.config.id),
         "outputs": outputs_json(state, c),
+        "analytics": state.plugins.frame_path(&c.config.id),
     })
 }
 
@@ -535,7 +536,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
         |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, String)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, value) in rows {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {value}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                }
             }
         };
     let cams = &s.cameras;
@@ -637,6 +642,139 @@ async fn metrics(State(s): State<AppState>) -> Response {
                     })
                 })
             }),
+    );
+    // Plugins: one row per (camera, plugin) instance.
+    let inst = s.plugins.instances(None);
+    let ilabel = |i: &crate::plugins::InstanceStatus| {
+        format!("camera=\"{}\",plugin=\"{}\"", i.camera, i.plugin)
+    };
+    let counters: [(&str, &str, fn(&crate::plugins::InstanceStatus) -> u64); 9] = [
+        (
+            "vigil_plugin_calls_total",
+            "Calls into the plugin (frames, events, ticks, configure).",
+            |i| i.calls,
+        ),
+        (
+            "vigil_plugin_errors_total",
+            "Calls that returned an error (the instance goes on).",
+            |i| i.errors,
+        ),
+        (
+            "vigil_plugin_traps_total",
+            "Calls that trapped or ran past their deadline (the instance restarts).",
+            |i| i.traps,
+        ),
+        (
+            "vigil_plugin_restarts_total",
+            "Restarts of the instance after a failure.",
+            |i| i.restarts,
+        ),
+        (
+            "vigil_plugin_inputs_total",
+            "Frames and events queued for the instance.",
+            |i| i.inputs,
+        ),
+        (
+            "vigil_plugin_inputs_dropped_total",
+            "Inputs dropped (oldest first) because the instance was behind.",
+            |i| i.dropped,
+        ),
+        (
+            "vigil_plugin_events_emitted_total",
+            "Events the instance emitted and the host accepted.",
+            |i| i.events_emitted,
+        ),
+        (
+            "vigil_plugin_events_rejected_total",
+            "Events refused (over the rate budget, invalid, or the store full).",
+            |i| i.events_rejected,
+        ),
+        (
+            "vigil_plugin_http_denied_total",
+            "Outbound HTTP requests denied (capability not granted or host not allow-listed); per plugin.",
+            |i| i.http_denied,
+        ),
+    ];
+    for (name, help, f) in counters {
+        family(
+            name,
+            "counter",
+            help,
+            &mut inst.iter().map(|i| (ilabel(i), f(i).to_string())),
+        );
+    }
+    family(
+        "vigil_plugin_call_seconds_mean",
+        "gauge",
+        "Mean call time.",
+        &mut inst.iter().map(|i| {
+            (
+                ilabel(i),
+                format!("{:.6}", i.mean_call_ms.unwrap_or(0.0) / 1000.0),
+            )
+        }),
+    );
+    family(
+        "vigil_plugin_call_seconds_max",
+        "gauge",
+        "Longest call.",
+        &mut inst
+            .iter()
+            .map(|i| (ilabel(i), format!("{:.6}", i.max_call_ms / 1000.0))),
+    );
+    family(
+        "vigil_plugin_memory_peak_bytes",
+        "gauge",
+        "Largest linear memory of the instance.",
+        &mut inst
+            .iter()
+            .map(|i| (ilabel(i), i.memory_peak_bytes.to_string())),
+    );
+    family(
+        "vigil_plugin_state",
+        "gauge",
+        "1 for the instance's current state (starting, running, restarting, quarantined, stopped).",
+        &mut inst.iter().map(|i| {
+            let st = serde_json::to_value(&i.state).unwrap_or_default();
+            (
+                format!(
+                    "{},state=\"{}\"",
+                    ilabel(i),
+                    st.as_str().unwrap_or("unknown")
+                ),
+                "1".to_string(),
+            )
+        }),
+    );
+    let paths = s.plugins.frame_paths();
+    family(
+        "vigil_analytics_frames_decoded_total",
+        "counter",
+        "Frames decoded for analytics plugins.",
+        &mut paths
+            .iter()
+            .map(|(c, p)| (format!("camera=\"{c}\""), p.frames_decoded.to_string())),
+    );
+    family(
+        "vigil_analytics_frames_dropped_total",
+        "counter",
+        "Frames skipped before decoding because the analytics decoder was behind.",
+        &mut paths
+            .iter()
+            .map(|(c, p)| (format!("camera=\"{c}\""), p.frames_dropped.to_string())),
+    );
+    let (stored, rejected) = s.events.counters();
+    family(
+        "vigil_events_stored_total",
+        "counter",
+        "Events committed to the store since start.",
+        &mut std::iter::once((String::new(), stored.to_string())),
+    );
+    family(
+        "vigil_events_rejected_total",
+        "counter",
+        "Events refused because the store's queue was full.",
+        &mut std::iter::once((String::new(), rejected.to_string())),
     );
     let _ = writeln!(
         out,

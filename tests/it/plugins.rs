@@ -1029,3 +1029,100 @@ fn offline_runner_matches_golden_events() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/threshold"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_path_decodes_only_where_needed_drops_oldest_and_scopes_files() {
+    let sim = start_camsim(2, false).await;
+    let data = scratch_dir("frame-path");
+    let bad = wasm("vigil_test_plugin_misbehave");
+    let host = start_host_in(
+        &data,
+        &format!(
+            "{TEST_INGEST}\
+             [[plugin]]\nid = \"slow\"\npath = \"{bad}\"\nqueue = 2\n\
+             [[plugin]]\nid = \"files\"\npath = \"{bad}\"\ngrants = [\"files\"]\n\
+             [[plugin]]\nid = \"files-ungranted\"\npath = \"{bad}\"\n\
+             [[plugin]]\nid = \"zones\"\npath = \"{}\"\n\
+             [[camera]]\nid = \"a\"\nurl = \"{}\"\n\
+             [[camera.plugin]]\nid = \"slow\"\nconfig = {{ mode = \"slow\", ms = 500 }}\n\
+             [[camera.plugin]]\nid = \"files\"\nconfig = {{ mode = \"files\" }}\n\
+             [[camera.plugin]]\nid = \"files-ungranted\"\nconfig = {{ mode = \"files\" }}\n\
+             [[camera]]\nid = \"b\"\nurl = \"{}\"\n\
+             [[camera.plugin]]\nid = \"zones\"\n",
+            wasm("vigil_plugin_zones"),
+            sim.url(0),
+            sim.url(1)
+        ),
+    )
+    .await;
+    wait_state(&host, "a", "streaming", Duration::from_secs(20)).await;
+    wait_state(&host, "b", "streaming", Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Camera b has only a rule plugin: nothing decodes its video.
+    assert!(camera(&host, "b").await["analytics"].is_null());
+    let a = camera(&host, "a").await;
+    let decoded = a["analytics"]["frames_decoded"].as_u64().unwrap();
+    assert!(decoded >= 30, "{a}");
+    assert_eq!(a["analytics"]["consumers"], 3);
+    // The slow instance (500 ms per frame, 5 frames/s wanted, queue of 2) keeps
+    // running and drops its oldest frames; the others are not held up.
+    let slow = plugin_status(&host, "a", "slow").await;
+    eprintln!(
+        "slow: {} inputs, {} calls, {} dropped; frames decoded: {decoded}",
+        slow["inputs"], slow["calls"], slow["dropped"]
+    );
+    assert_eq!(slow["state"], "running", "{slow}");
+    assert_eq!(slow["traps"], 0, "{slow}");
+    assert!(slow["dropped"].as_u64().unwrap() >= 5, "{slow}");
+    let files = plugin_status(&host, "a", "files").await;
+    assert!(files["calls"].as_u64().unwrap() >= 10, "{files}");
+    assert!(files["last_error"].is_null(), "{files}");
+    assert_eq!(files["dropped"], 0, "{files}");
+    // Its files are in its own directory, and nowhere else.
+    let dir = data.join("plugin-files/files/a");
+    let n: u64 = std::fs::read_to_string(dir.join("a.txt"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n >= 10, "{n}");
+    assert!(!data.join("plugin-files/files/escaped.txt").exists());
+    let ungranted = plugin_status(&host, "a", "files-ungranted").await;
+    assert!(
+        ungranted["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("write /data: Err"),
+        "{ungranted}"
+    );
+    assert!(!data.join("plugin-files/files-ungranted").exists());
+    // The numbers are in /metrics.
+    let (_, _, m) = get(&format!("http://{}/metrics", host.addr)).await;
+    let m = String::from_utf8_lossy(&m);
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("vigil_plugin_inputs_dropped_total{camera=\"a\",plugin=\"slow\"}"))
+        .unwrap();
+    assert!(
+        line.split(' ').nth(1).unwrap().parse::<u64>().unwrap() >= 5,
+        "{line}"
+    );
+    assert!(
+        m.contains("vigil_plugin_state{camera=\"b\",plugin=\"zones\",state=\"running\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("vigil_analytics_frames_decoded_total{camera=\"a\"}"));
+    // Disabling the last frame consumer stops the decoding.
+    for p in ["slow", "files", "files-ungranted"] {
+        let (st, _, _) = request(
+            "DELETE",
+            &format!("http://{}/api/cameras/a/plugins/{p}", host.addr),
+            None,
+            "",
+        )
+        .await;
+        assert_eq!(st, 204);
+    }
+    assert!(camera(&host, "a").await["analytics"].is_null());
+    host.stop().await;
+    sim.shutdown().await;
+}

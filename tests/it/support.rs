@@ -191,7 +191,11 @@ pub async fn start_host(cameras_toml: &str) -> vigil::app::Host {
 pub async fn start_host_config(toml: &str) -> vigil::app::Host {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let data = scratch_dir(&format!("host{n}"));
+    start_host_in(&scratch_dir(&format!("host{n}")), toml).await
+}
+
+/// A host in this process keeping its data (events, plugin files) in `data`.
+pub async fn start_host_in(data: &std::path::Path, toml: &str) -> vigil::app::Host {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{toml}",
         data.display()

@@ -42,7 +42,32 @@ impl std::fmt::Debug for Feeder {
     }
 }
 
+/// What the API shows of a camera's frame path.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FramePathStatus {
+    /// Instances taking frames.
+    pub consumers: usize,
+    /// Only key frames are decoded (every consumer asked for key frames only).
+    pub key_frames_only: bool,
+    pub frames_decoded: u64,
+    /// Frames skipped before decoding because the decoder was behind (the path
+    /// resumes at the next key frame).
+    pub frames_dropped: u64,
+    pub last_error: Option<String>,
+}
+
 impl Feeder {
+    pub fn status(&self) -> FramePathStatus {
+        let sinks = self.sinks.lock().unwrap();
+        FramePathStatus {
+            consumers: sinks.len(),
+            key_frames_only: key_frames_only(&sinks),
+            frames_decoded: self.decoded.load(Ordering::Relaxed),
+            frames_dropped: self.dropped.load(Ordering::Relaxed),
+            last_error: self.last_error.lock().unwrap().clone(),
+        }
+    }
+
     /// Starts the frame path of a camera.
     pub fn start(cam: Arc<Camera>) -> Arc<Feeder> {
         let (stop, stop_rx) = watch::channel(false);
@@ -122,11 +147,7 @@ async fn read_loop(
                 }
                 need_key = false;
                 // Key frames only, when that is all anyone wants: skip decoding the rest.
-                let key_only = sinks
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .all(|s| s.request.key_frames_only);
+                let key_only = key_frames_only(&sinks.lock().unwrap());
                 if key_only && !f.key {
                     continue;
                 }
@@ -181,18 +202,9 @@ fn decode_loop(
         let wall_ms = crate::events::now_ms();
         let mut sinks = sinks.lock().unwrap();
         for s in sinks.iter_mut() {
-            if s.request.key_frames_only && !f.key {
+            if !s.wants(media_ns, f.key) {
                 continue;
             }
-            // Time going backwards (a reconnect) restarts the sampling.
-            if s.request.max_fps > 0.0
-                && let Some(last) = s.last
-                && media_ns >= last
-                && ((media_ns - last) as f64) < 0.95e9 / f64::from(s.request.max_fps)
-            {
-                continue;
-            }
-            s.last = Some(media_ns);
             s.inbox.push(Input::Frame(FrameInput {
                 picture: picture.clone(),
                 media_ns,
@@ -203,8 +215,88 @@ fn decode_loop(
     }
 }
 
+/// Whether every consumer wants key frames only (then nothing else is decoded).
+fn key_frames_only(sinks: &[Sink]) -> bool {
+    !sinks.is_empty() && sinks.iter().all(|s| s.request.key_frames_only)
+}
+
+impl Sink {
+    /// Whether this consumer takes a frame at `media_ns`: key frames only if it
+    /// asked so, and at most `max_fps` by the camera's clock (5 % slack, so a
+    /// 15 fps camera sampled at 5 fps gives every third frame). Time going
+    /// backwards (a reconnect) restarts the sampling.
+    fn wants(&mut self, media_ns: i64, key: bool) -> bool {
+        if self.request.key_frames_only && !key {
+            return false;
+        }
+        if self.request.max_fps > 0.0
+            && let Some(last) = self.last
+            && media_ns >= last
+            && ((media_ns - last) as f64) < 0.95e9 / f64::from(self.request.max_fps)
+        {
+            return false;
+        }
+        self.last = Some(media_ns);
+        true
+    }
+}
+
 impl std::fmt::Debug for Sink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Sink")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(max_fps: f32, key_frames_only: bool) -> Sink {
+        Sink {
+            id: 1,
+            request: FrameRequest {
+                max_fps,
+                key_frames_only,
+            },
+            inbox: Arc::new(Inbox::new(4)),
+            last: None,
+        }
+    }
+
+    /// Which of `n` frames at `fps` (key frame every `gop`) a sink takes.
+    fn taken(s: &mut Sink, n: i64, fps: i64, gop: i64) -> Vec<i64> {
+        (0..n)
+            .filter(|i| s.wants(i * 1_000_000_000 / fps, i % gop == 0))
+            .collect()
+    }
+
+    #[test]
+    fn samples_by_media_time() {
+        // 15 fps sampled at 5: every third frame.
+        assert_eq!(taken(&mut sink(5.0, false), 10, 15, 15), [0, 3, 6, 9]);
+        // 0 = every frame.
+        assert_eq!(taken(&mut sink(0.0, false), 4, 15, 15).len(), 4);
+        // Asking for more than the camera has: every frame.
+        assert_eq!(taken(&mut sink(30.0, false), 4, 15, 15).len(), 4);
+        // Key frames only: the key frames, further limited by the rate.
+        assert_eq!(taken(&mut sink(0.0, true), 31, 15, 15), [0, 15, 30]);
+        assert_eq!(taken(&mut sink(0.5, true), 61, 15, 15), [0, 30, 60]);
+    }
+
+    #[test]
+    fn a_clock_going_back_restarts_sampling() {
+        let mut s = sink(1.0, false);
+        assert!(s.wants(10_000_000_000, true));
+        assert!(!s.wants(10_500_000_000, false));
+        // A reconnect: timestamps start over.
+        assert!(s.wants(0, true));
+        assert!(!s.wants(100_000_000, false));
+    }
+
+    #[test]
+    fn decodes_only_key_frames_when_every_consumer_wants_only_those() {
+        assert!(!key_frames_only(&[]));
+        assert!(key_frames_only(&[sink(1.0, true), sink(0.0, true)]));
+        assert!(!key_frames_only(&[sink(1.0, true), sink(5.0, false)]));
     }
 }

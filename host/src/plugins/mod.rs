@@ -628,6 +628,24 @@ impl Plugins {
         Ok(self.instance_status(&inst))
     }
 
+    /// The frame path of a camera, when an analytics plugin runs on it.
+    pub fn frame_path(&self, camera: &str) -> Option<feeder::FramePathStatus> {
+        self.feeders.lock().unwrap().get(camera).map(|f| f.status())
+    }
+
+    /// Every frame path, by camera.
+    pub fn frame_paths(&self) -> Vec<(String, feeder::FramePathStatus)> {
+        let mut v: Vec<_> = self
+            .feeders
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, f)| (k.clone(), f.status()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// Every instance (optionally of one camera).
     pub fn instances(&self, camera: Option<&str>) -> Vec<InstanceStatus> {
         let all: Vec<Arc<Instance>> = self

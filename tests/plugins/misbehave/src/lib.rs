@@ -8,7 +8,9 @@
 //! - `flood`: tries to emit 100 000 events per frame;
 //! - `huge`: emits an event with a million detections;
 //! - `capability`: uses storage and HTTP it was not granted;
-//! - `sleep`: sleeps in a host call for 30 s.
+//! - `sleep`: sleeps in a host call for 30 s;
+//! - `files`: writes into its `/data` directory, tries to leave it;
+//! - `slow`: works `ms` milliseconds per frame (under its deadline).
 
 use vigil_plugin_sdk::{
     AnalyticsPlugin, BBox, Detection, Error, Frame, Manifest, NewEvent, Result,
@@ -17,11 +19,16 @@ use vigil_plugin_sdk::{
 #[derive(serde::Deserialize, Debug)]
 pub struct Config {
     pub mode: String,
+    /// `slow`: milliseconds of work per frame.
+    #[serde(default)]
+    pub ms: u64,
 }
 
 #[derive(Debug)]
 pub struct Misbehave {
     mode: String,
+    ms: u64,
+    frames: u64,
     leaked: Vec<Vec<u8>>,
 }
 
@@ -33,13 +40,15 @@ impl AnalyticsPlugin for Misbehave {
             .description("Deliberately broken plugin for the sandbox tests")
             .frames(5.0, false)
             .config_schema(
-                r#"{"type":"object","required":["mode"],"properties":{"mode":{"enum":["ok","loop","grow","trap","flood","huge","capability","sleep"]}}}"#,
+                r#"{"type":"object","required":["mode"],"properties":{"mode":{"enum":["ok","loop","grow","trap","flood","huge","capability","sleep","files","slow"]},"ms":{"type":"integer","minimum":0}}}"#,
             )
     }
 
     fn new(cfg: Config) -> Result<Self> {
         Ok(Misbehave {
             mode: cfg.mode,
+            ms: cfg.ms,
+            frames: 0,
             leaked: Vec::new(),
         })
     }
@@ -78,6 +87,28 @@ impl AnalyticsPlugin for Misbehave {
                 let s = vigil_plugin_sdk::state::set("k", b"v");
                 let h = vigil_plugin_sdk::http::post_json("http://127.0.0.1:9/x", b"{}", &[]);
                 Err(Error::Failed(format!("state: {s:?}; http: {h:?}")))
+            }
+            "files" => {
+                // Inside the granted directory: allowed. Outside it: not.
+                self.frames += 1;
+                let camera = vigil_plugin_sdk::camera();
+                let inside = std::fs::write(format!("/data/{camera}.txt"), self.frames.to_string());
+                let escape = std::fs::write("/data/../escaped.txt", b"x");
+                let etc = std::fs::read("/etc/passwd");
+                match (inside, escape.is_err() && etc.is_err()) {
+                    (Ok(()), true) => Ok(()),
+                    (inside, contained) => Err(Error::Failed(format!(
+                        "write /data: {inside:?}; contained: {contained}"
+                    ))),
+                }
+            }
+            "slow" => {
+                let t0 = std::time::Instant::now();
+                let mut x = 1u64;
+                while t0.elapsed() < std::time::Duration::from_millis(self.ms) {
+                    x = std::hint::black_box(x.wrapping_mul(3).wrapping_add(1));
+                }
+                Ok(())
             }
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(30));
