@@ -648,7 +648,8 @@ async fn metrics(State(s): State<AppState>) -> Response {
     let ilabel = |i: &crate::plugins::InstanceStatus| {
         format!("camera=\"{}\",plugin=\"{}\"", i.camera, i.plugin)
     };
-    let counters: [(&str, &str, fn(&crate::plugins::InstanceStatus) -> u64); 9] = [
+    type Counter = fn(&crate::plugins::InstanceStatus) -> u64;
+    let counters: [(&str, &str, Counter); 9] = [
         (
             "vigil_plugin_calls_total",
             "Calls into the plugin (frames, events, ticks, configure).",
