@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 cargo build --quiet --target wasm32-wasip2 --release \
   -p vigil-plugin-motion -p vigil-plugin-zones -p vigil-plugin-webhook \
-  -p vigil-test-plugin-misbehave
+  -p vigil-test-plugin-misbehave -p vigil-test-plugin-recorder

@@ -279,9 +279,28 @@ impl Events {
             stored: stored.clone(),
             rejected: AtomicU64::new(0),
         });
+        // Retention on its own connection, every minute (and now), whether or not
+        // anything is being written; it ends with the store.
+        let rconn = open(&path)?;
+        let weak = Arc::downgrade(&events);
+        let rcfg = cfg.clone();
+        std::thread::Builder::new()
+            .name("event-retention".into())
+            .spawn(move || {
+                'run: while weak.strong_count() > 0 {
+                    retain(&rconn, &rcfg);
+                    for _ in 0..60 {
+                        std::thread::sleep(Duration::from_secs(1));
+                        if weak.strong_count() == 0 {
+                            break 'run;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("event store thread: {e}")))?;
         std::thread::Builder::new()
             .name("event-store".into())
-            .spawn(move || writer(conn, rx, bus, cfg, stored))
+            .spawn(move || writer(conn, rx, bus, stored))
             .map_err(|e| Error::new(ErrorKind::Internal, format!("event store thread: {e}")))?;
         Ok(events)
     }
@@ -305,30 +324,36 @@ impl Events {
         Ok(e)
     }
 
-    /// Validates and queues an event without waiting for the commit. Fails at once
-    /// (the caller is told, nothing is dropped silently) when the queue is full.
-    pub fn submit(&self, event: Event, snapshot: Option<Bytes>) -> Result<()> {
+    /// Validates and stores an event, waiting for the commit but not for room in
+    /// the queue: a full queue fails at once (for plugins, whose calls have
+    /// deadlines). `Ok` means committed.
+    pub async fn store_or_refuse(&self, event: Event, snapshot: Option<Bytes>) -> Result<()> {
         event.validate()?;
+        let (ack, done) = oneshot::channel();
         let mut e = event;
         e.has_snapshot = snapshot.is_some();
         self.tx
             .try_send(Write {
                 event: e,
                 snapshot,
-                ack: None,
+                ack: Some(ack),
             })
-            .map_err(|err| {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                match err {
-                    mpsc::error::TrySendError::Full(_) => Error::new(
-                        ErrorKind::Unavailable,
-                        "event store queue is full: events are coming faster than they can be stored",
-                    ),
-                    mpsc::error::TrySendError::Closed(_) => {
-                        Error::new(ErrorKind::Unavailable, "the event store has stopped")
-                    }
-                }
-            })
+            .map_err(|err| self.refused(err))?;
+        done.await
+            .map_err(|_| Error::new(ErrorKind::Unavailable, "the event store has stopped"))?
+    }
+
+    fn refused<T>(&self, err: mpsc::error::TrySendError<T>) -> Error {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        match err {
+            mpsc::error::TrySendError::Full(_) => Error::new(
+                ErrorKind::Unavailable,
+                "event store queue is full: events are coming faster than they can be stored",
+            ),
+            mpsc::error::TrySendError::Closed(_) => {
+                Error::new(ErrorKind::Unavailable, "the event store has stopped")
+            }
+        }
     }
 
     /// Live events, after they are stored.
@@ -485,10 +510,8 @@ fn writer(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Write>,
     bus: broadcast::Sender<Arc<Event>>,
-    cfg: StoreConfig,
     stored: Arc<AtomicU64>,
 ) {
-    let mut last_retention = std::time::Instant::now();
     let mut batch: Vec<Write> = Vec::with_capacity(256);
     loop {
         // Wait for one write, then take what else is queued (up to a batch).
@@ -557,10 +580,6 @@ fn writer(
             }
             Err(e) => tracing::error!("event store: batch of {n} not stored: {e}"),
         }
-        if last_retention.elapsed() > Duration::from_secs(60) {
-            last_retention = std::time::Instant::now();
-            retain(&conn, &cfg);
-        }
     }
 }
 
@@ -610,7 +629,12 @@ mod tests {
     #[tokio::test]
     async fn stores_queries_pages_and_snapshots() {
         let dir = std::env::temp_dir().join(format!("vigil-events-{}", rand::random::<u64>()));
-        let store = Events::open(&dir, StoreConfig::default()).unwrap();
+        // Test times are in 1970: keep them from the retention thread.
+        let cfg = StoreConfig {
+            max_age: Duration::from_secs(100 * 365 * 86_400),
+            ..StoreConfig::default()
+        };
+        let store = Events::open(&dir, cfg).unwrap();
         let mut live = store.subscribe();
         for i in 0..25u64 {
             let cam = if i % 2 == 0 { "a" } else { "b" };
@@ -715,6 +739,44 @@ mod tests {
                 .await
                 .is_err()
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn retention_by_age_and_count() {
+        let dir = std::env::temp_dir().join(format!("vigil-events-{}", rand::random::<u64>()));
+        let cfg = StoreConfig {
+            max_age: Duration::from_secs(3600),
+            max_events: 5,
+            ..StoreConfig::default()
+        };
+        let store = Events::open(&dir, cfg.clone()).unwrap();
+        let now = now_ms();
+        // Two from yesterday, eight from the last minute.
+        for i in 0..10u64 {
+            let t = if i < 2 {
+                now - 86_400_000
+            } else {
+                now - 60_000 + i
+            };
+            store.store(ev("a", "motion", t), None).await.unwrap();
+        }
+        let conn = open(&dir.join("events.db")).unwrap();
+        retain(&conn, &cfg);
+        let left = store
+            .query(Query {
+                limit: 100,
+                ..Query::default()
+            })
+            .await
+            .unwrap()
+            .events;
+        assert_eq!(left.len(), 5, "count limit");
+        assert!(
+            left.iter().all(|e| e.wall_ms > now - 3_600_000),
+            "age limit"
+        );
+        assert_eq!(left[0].wall_ms, now - 60_000 + 9, "the newest stay");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

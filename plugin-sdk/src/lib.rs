@@ -7,8 +7,9 @@
 //!   events (motion, detections, …);
 //! - **rule** ([`RulePlugin`]): gets the camera's events and periodic ticks, emits
 //!   derived events (zones, line crossing, loitering, …);
-//! - **output** ([`OutputPlugin`]): gets the camera's events and delivers them
-//!   somewhere (a webhook, …) through capabilities the operator granted.
+//! - **output** ([`OutputPlugin`]): gets the camera's events and/or its encoded
+//!   packets and delivers them somewhere (a webhook, a recording, …) through
+//!   capabilities the operator granted.
 //!
 //! Implement the trait for your type and export it with the matching macro
 //! ([`analytics_plugin!`], [`rule_plugin!`], [`output_plugin!`]); build with
@@ -96,6 +97,7 @@ mod frame;
 pub mod http;
 pub mod log;
 mod manifest;
+mod packet;
 #[doc(hidden)]
 pub mod rt;
 pub mod state;
@@ -103,6 +105,7 @@ pub mod state;
 pub use event::{BBox, Detection, Event, NewEvent, Severity};
 pub use frame::{Frame, Image, PixelFormat};
 pub use manifest::{Capability, Manifest};
+pub use packet::{Packet, Track};
 
 use __bindings::analytics::vigil::plugin as wit;
 
@@ -220,10 +223,21 @@ pub trait RulePlugin: Sized + 'static {
 /// vigil_plugin_sdk::output_plugin!(Print);
 /// ```
 pub trait OutputPlugin: Sized + 'static {
+    /// The configuration, parsed from the operator's JSON.
     type Config: serde::de::DeserializeOwned;
+    /// What the plugin is and wants.
     fn manifest() -> Manifest;
+    /// Builds the plugin for one camera from its configuration.
     fn new(config: Self::Config) -> Result<Self>;
+    /// Handles an event of the instance's camera.
     fn on_event(&mut self, event: &Event) -> Result<()>;
+    /// Handles an encoded packet of the camera, when the manifest asks for them
+    /// ([`Manifest::packets`]). Packets start at a key frame; after the host had
+    /// to drop some (the plugin was behind), video resumes at a key frame.
+    fn on_packet(&mut self, packet: &Packet) -> Result<()> {
+        let _ = packet;
+        Ok(())
+    }
 }
 
 /// Emits an event for this instance's camera. Fails when the instance emits
@@ -319,6 +333,9 @@ macro_rules! output_plugin {
             }
             fn on_event(event: $crate::__bindings::analytics::vigil::plugin::types::Event) -> ::std::result::Result<(), $crate::__bindings::analytics::vigil::plugin::types::PluginError> {
                 $crate::rt::output_event::<$t>(event)
+            }
+            fn on_packet(packet: $crate::__bindings::analytics::vigil::plugin::types::Packet) -> ::std::result::Result<(), $crate::__bindings::analytics::vigil::plugin::types::PluginError> {
+                $crate::rt::output_packet::<$t>(packet)
             }
         }
         // Only a WebAssembly build exports the component's functions; a native

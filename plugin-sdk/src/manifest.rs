@@ -44,6 +44,8 @@ pub struct Manifest {
     pub frames: Option<(f32, bool)>,
     /// Rules: tick interval in milliseconds.
     pub tick_every_ms: Option<u32>,
+    /// Outputs: encoded packets wanted, `(video, audio)`.
+    pub packets: Option<(bool, bool)>,
     /// JSON Schema of the configuration, as JSON text.
     pub config_schema: String,
     pub capabilities: Vec<Capability>,
@@ -57,6 +59,7 @@ impl Manifest {
             description: String::new(),
             frames: None,
             tick_every_ms: None,
+            packets: None,
             config_schema: r#"{"type":"object"}"#.into(),
             capabilities: Vec::new(),
         }
@@ -99,6 +102,21 @@ impl Manifest {
         self
     }
 
+    /// Outputs: ask for the camera's encoded packets (video and/or audio), handed
+    /// to [`crate::OutputPlugin::on_packet`].
+    ///
+    /// ```
+    /// use vigil_plugin_sdk::{Capability, Manifest};
+    /// let m = Manifest::output("recorder", "1.0.0")
+    ///     .packets(true, false)
+    ///     .capability(Capability::Files);
+    /// assert_eq!(m.packets, Some((true, false)));
+    /// ```
+    pub fn packets(mut self, video: bool, audio: bool) -> Self {
+        self.packets = Some((video, audio));
+        self
+    }
+
     /// The JSON Schema of the configuration. The host validates configurations
     /// against it and shows field errors to the operator.
     pub fn config_schema(mut self, schema: &str) -> Self {
@@ -126,6 +144,9 @@ impl Manifest {
                     key_frames_only,
                 }),
             tick_interval_ms: self.tick_every_ms,
+            packets: self
+                .packets
+                .map(|(video, audio)| types::PacketRequest { video, audio }),
             config_schema: self.config_schema,
             capabilities: self
                 .capabilities

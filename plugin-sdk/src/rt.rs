@@ -5,7 +5,7 @@ use std::any::Any;
 use std::cell::RefCell;
 
 use crate::__bindings::analytics::vigil::plugin::{frames, types};
-use crate::{AnalyticsPlugin, Error, Event, Frame, Manifest, OutputPlugin, RulePlugin};
+use crate::{AnalyticsPlugin, Error, Event, Frame, Manifest, OutputPlugin, Packet, RulePlugin};
 
 pub enum Kind {
     Analytics,
@@ -86,4 +86,9 @@ pub fn configure_output<T: OutputPlugin>(config: String) -> Result<(), types::Pl
 pub fn output_event<T: OutputPlugin>(event: types::Event) -> Result<(), types::PluginError> {
     let e = Event::from_wit(event);
     with::<T, _>(|t| t.on_event(&e))
+}
+
+pub fn output_packet<T: OutputPlugin>(packet: types::Packet) -> Result<(), types::PluginError> {
+    let p = Packet::from_wit(packet);
+    with::<T, _>(|t| t.on_packet(&p))
 }

@@ -201,9 +201,12 @@ fn wrong_password_never_reaches_logs() {
 #[test]
 fn demo_runs_and_prints_its_url() {
     let port = free_port();
+    let data = scratch_dir("demo");
     let mut child = Command::new(vigil_bin())
         .args([
             "demo",
+            "--data-dir",
+            data.to_str().unwrap(),
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--cameras",
@@ -244,4 +247,7 @@ fn demo_runs_and_prints_its_url() {
     });
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    // Its events went where it was told.
+    assert!(data.join("events.db").exists());
+    let _ = std::fs::remove_dir_all(&data);
 }

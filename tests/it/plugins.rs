@@ -82,9 +82,16 @@ async fn motion_fires_on_moving_video_and_not_on_a_still_picture() {
     .await;
     assert_eq!((st, ct.as_str()), (200, "image/jpeg"));
     assert_eq!(&jpeg[..2], &[0xff, 0xd8]);
-    // The still camera had frames analysed and no motion.
-    let s = plugin_status(&host, "still", "motion").await;
-    assert!(s["calls"].as_u64().unwrap() >= 10, "{s}");
+    // The still camera had frames analysed (a few seconds' worth) and no motion.
+    let s = wait_for(
+        "ten analysed frames on the still camera",
+        Duration::from_secs(15),
+        || async {
+            let s = plugin_status(&host, "still", "motion").await;
+            (s["calls"].as_u64().unwrap_or(0) >= 10).then_some(s)
+        },
+    )
+    .await;
     assert_eq!(s["state"], "running");
     assert!(
         events(&host, "camera=still").await.is_empty(),
@@ -1125,4 +1132,86 @@ async fn frame_path_decodes_only_where_needed_drops_oldest_and_scopes_files() {
     assert!(camera(&host, "a").await["analytics"].is_null());
     host.stop().await;
     sim.shutdown().await;
+}
+
+/// An output plugin that asked for encoded packets gets the camera's H.264 as
+/// Annex B (parameter sets before each key frame) and its AAC, without the host
+/// decoding anything; what it writes through its `files` grant plays in ffmpeg.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_plugins_get_encoded_packets_that_play() {
+    let gst = GstServer::start(&[("av", "h264+aac")], &[]);
+    let data = scratch_dir("packets");
+    let host = start_host_in(
+        &data,
+        &format!(
+            "{TEST_INGEST}\
+             [[plugin]]\nid = \"recorder\"\npath = \"{}\"\ngrants = [\"files\"]\n\
+             [[camera]]\nid = \"av\"\nurl = \"{}\"\n\
+             [[camera.plugin]]\nid = \"recorder\"\nconfig = {{ audio = true }}\n",
+            wasm("vigil_test_plugin_recorder"),
+            gst.url("av")
+        ),
+    )
+    .await;
+    wait_state(&host, "av", "streaming", Duration::from_secs(20)).await;
+    let dir = data.join("plugin-files/recorder/av");
+    let file = dir.join("1.h264");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let s = plugin_status(&host, "av", "recorder").await;
+    assert_eq!(s["state"], "running", "{s}");
+    assert!(s["last_error"].is_null(), "{s}");
+    assert_eq!(s["dropped"], 0, "{s}");
+    // Packets only: nothing decodes this camera's video.
+    assert!(camera(&host, "av").await["analytics"].is_null());
+    host.stop().await;
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+        ])
+        .args(["-of", "json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "{probe:?}");
+    let p: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let v = &p["streams"][0];
+    assert_eq!(v["codec_name"], "h264", "{p}");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    let frames: u64 = v["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert!(frames >= 60, "{frames} frames in {}", file.display());
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(decode.status.success());
+    let errors = String::from_utf8_lossy(&decode.stderr);
+    assert!(errors.trim().is_empty(), "decode errors: {errors}");
+    // Audio packets came too: AAC access units with increasing timestamps.
+    let log = std::fs::read_to_string(dir.join("audio.log")).unwrap();
+    let pts: Vec<u64> = log
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert_eq!(f[0], "aac", "{l}");
+            assert!(f[2].parse::<usize>().unwrap() > 0, "{l}");
+            f[1].parse().unwrap()
+        })
+        .collect();
+    assert!(pts.len() >= 100, "{} audio packets", pts.len());
+    assert!(
+        pts.windows(2).all(|w| w[1] > w[0]),
+        "audio pts not increasing"
+    );
+    eprintln!(
+        "recorder: {frames} video frames decoded by ffmpeg, {} audio packets, {} calls",
+        pts.len(),
+        s["calls"]
+    );
 }

@@ -8,11 +8,15 @@
 //! - `bench live`: JPEG encoders, snapshots, WHEP time to first frame, glass-to-glass
 //!   latency in Chromium, WebRTC egress per viewer (see `live.rs`).
 //!
+//! - `bench plugins`: the motion kernel as a plugin vs natively, instantiation time
+//!   and memory, 2 000 idle instances in the real host (see `plugins.rs`).
+//!
 //! Deliberately dependency-light (std + serde_json): HTTP here is a few blocking
 //! GETs on loopback.
 
 mod bench;
 mod live;
+mod plugins;
 mod util;
 
 use anyhow::{Context, bail};
@@ -23,11 +27,13 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("ingest") => bench::ingest(&bench::Options::parse(&args[2..])?),
             Some("live") => live::run(&live::Options::parse(&args[2..])?),
-            other => bail!("unknown benchmark {other:?}; available: ingest, live"),
+            Some("plugins") => plugins::run(&plugins::Options::parse(&args[2..])?),
+            other => bail!("unknown benchmark {other:?}; available: ingest, live, plugins"),
         },
         Some("help") | None => {
             println!("cargo xtask bench ingest [--counts 100,500,1000] [--ffmpeg-counts 25,100] [--seconds 30] [--no-hls]");
             println!("cargo xtask bench live [--only jpeg,snapshot,ttff,g2g,egress] [--viewers 50,100]");
+            println!("cargo xtask bench plugins [--runs 3] [--instances 1000] [--cameras 1000] [--seconds 20]");
             Ok(())
         }
         Some(other) => bail!("unknown task {other:?}; try `cargo xtask help`"),

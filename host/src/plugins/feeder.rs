@@ -19,10 +19,16 @@ use crate::media::{Frame, Recv, TrackKind};
 /// An instance that wants frames.
 pub struct Sink {
     pub id: u64,
-    pub request: FrameRequest,
+    pub sampler: Sampler,
     pub inbox: Arc<Inbox>,
-    /// Media time of the last frame handed over (sampling follows the camera's
-    /// clock, so it is the same live and offline).
+}
+
+/// Picks the frames a plugin asked for.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    pub request: FrameRequest,
+    /// Media time of the last frame taken (sampling follows the camera's clock,
+    /// so it is the same live and offline).
     last: Option<i64>,
 }
 
@@ -103,9 +109,8 @@ impl Feeder {
     pub fn add(&self, id: u64, request: FrameRequest, inbox: Arc<Inbox>) {
         self.sinks.lock().unwrap().push(Sink {
             id,
-            request,
+            sampler: Sampler::new(request),
             inbox,
-            last: None,
         });
     }
 
@@ -202,7 +207,7 @@ fn decode_loop(
         let wall_ms = crate::events::now_ms();
         let mut sinks = sinks.lock().unwrap();
         for s in sinks.iter_mut() {
-            if !s.wants(media_ns, f.key) {
+            if !s.sampler.wants(media_ns, f.key) {
                 continue;
             }
             s.inbox.push(Input::Frame(FrameInput {
@@ -217,15 +222,22 @@ fn decode_loop(
 
 /// Whether every consumer wants key frames only (then nothing else is decoded).
 fn key_frames_only(sinks: &[Sink]) -> bool {
-    !sinks.is_empty() && sinks.iter().all(|s| s.request.key_frames_only)
+    !sinks.is_empty() && sinks.iter().all(|s| s.sampler.request.key_frames_only)
 }
 
-impl Sink {
+impl Sampler {
+    pub fn new(request: FrameRequest) -> Sampler {
+        Sampler {
+            request,
+            last: None,
+        }
+    }
+
     /// Whether this consumer takes a frame at `media_ns`: key frames only if it
     /// asked so, and at most `max_fps` by the camera's clock (5 % slack, so a
     /// 15 fps camera sampled at 5 fps gives every third frame). Time going
     /// backwards (a reconnect) restarts the sampling.
-    fn wants(&mut self, media_ns: i64, key: bool) -> bool {
+    pub fn wants(&mut self, media_ns: i64, key: bool) -> bool {
         if self.request.key_frames_only && !key {
             return false;
         }
@@ -254,19 +266,18 @@ mod tests {
     fn sink(max_fps: f32, key_frames_only: bool) -> Sink {
         Sink {
             id: 1,
-            request: FrameRequest {
+            sampler: Sampler::new(FrameRequest {
                 max_fps,
                 key_frames_only,
-            },
+            }),
             inbox: Arc::new(Inbox::new(4)),
-            last: None,
         }
     }
 
     /// Which of `n` frames at `fps` (key frame every `gop`) a sink takes.
     fn taken(s: &mut Sink, n: i64, fps: i64, gop: i64) -> Vec<i64> {
         (0..n)
-            .filter(|i| s.wants(i * 1_000_000_000 / fps, i % gop == 0))
+            .filter(|i| s.sampler.wants(i * 1_000_000_000 / fps, i % gop == 0))
             .collect()
     }
 
@@ -285,7 +296,10 @@ mod tests {
 
     #[test]
     fn a_clock_going_back_restarts_sampling() {
-        let mut s = sink(1.0, false);
+        let mut s = Sampler::new(FrameRequest {
+            max_fps: 1.0,
+            key_frames_only: false,
+        });
         assert!(s.wants(10_000_000_000, true));
         assert!(!s.wants(10_500_000_000, false));
         // A reconnect: timestamps start over.

@@ -307,7 +307,9 @@ impl host::Host for PluginState {
         } else {
             None
         };
-        match ctx.events.submit(event, snapshot) {
+        // `Ok` to the plugin means committed: a crash loses nothing it was told
+        // was stored.
+        match ctx.events.store_or_refuse(event, snapshot).await {
             Ok(()) => {
                 ctx.emitted.fetch_add(1, Ordering::Relaxed);
                 Ok(Ok(()))

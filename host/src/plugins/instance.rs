@@ -41,6 +41,8 @@ pub enum Input {
     /// A tick at this time (ms since the UNIX epoch), for rule plugins whose
     /// ticks follow a replayed timeline rather than the clock.
     Tick(u64),
+    /// An encoded packet, for output plugins that asked for them.
+    Packet(Arc<super::packets::PacketInput>),
 }
 
 /// A bounded queue that drops its oldest entry when full, counting drops.
@@ -49,6 +51,8 @@ pub struct Inbox {
     q: Mutex<VecDeque<Input>>,
     cap: usize,
     notify: Notify,
+    /// Signalled when an entry is taken (room for [`Inbox::push_wait`]).
+    room: Notify,
     pub dropped: AtomicU64,
     pub received: AtomicU64,
 }
@@ -59,6 +63,7 @@ impl Inbox {
             q: Mutex::new(VecDeque::with_capacity(cap)),
             cap: cap.max(1),
             notify: Notify::new(),
+            room: Notify::new(),
             dropped: AtomicU64::new(0),
             received: AtomicU64::new(0),
         }
@@ -78,17 +83,42 @@ impl Inbox {
         self.notify.notify_one();
     }
 
+    /// Queues when there is room, waiting for it otherwise: for a producer
+    /// with its own bounded buffer (a packet pump reading the camera's ring,
+    /// which counts what it skips), so a burst is absorbed rather than dropped.
+    pub async fn push_wait(&self, i: Input) {
+        loop {
+            let room = self.room.notified();
+            {
+                let mut q = self.q.lock().unwrap();
+                if q.len() < self.cap {
+                    q.push_back(i);
+                    break;
+                }
+            }
+            room.await;
+        }
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+
     async fn pop(&self) -> Input {
         loop {
-            if let Some(i) = self.q.lock().unwrap().pop_front() {
+            let popped = self.q.lock().unwrap().pop_front();
+            if let Some(i) = popped {
+                self.room.notify_one();
                 return i;
             }
             self.notify.notified().await;
         }
     }
 
+    /// Empties the queue (a restart); what it held counts as dropped.
     fn clear(&self) {
-        self.q.lock().unwrap().clear();
+        let mut q = self.q.lock().unwrap();
+        self.dropped.fetch_add(q.len() as u64, Ordering::Relaxed);
+        q.clear();
+        self.room.notify_one();
     }
 }
 
@@ -306,6 +336,16 @@ impl Actor {
                 .await
             }
             (Input::Tick(now), Bound::Rule(_)) => return self.tick(run, now).await,
+            (Input::Packet(p), Bound::Output(b)) => {
+                let packet = p.to_wit();
+                call(&mut run.store, self.call_timeout, &stats, async |s| {
+                    b.vigil_plugin_output_plugin()
+                        .call_on_packet(&mut *s, &packet)
+                        .await
+                        .map(|r| r.map_err(plugin_error))
+                })
+                .await
+            }
             _ => return Ok(()), // an input this kind does not take
         };
         self.settle(outcome)

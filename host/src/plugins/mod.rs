@@ -14,6 +14,7 @@
 //! output instances, and reports status. Plugin code runs on its own Tokio runtime
 //! (`[plugins] threads`), apart from ingest and HTTP.
 
+pub mod bench;
 pub mod bindings;
 pub mod feeder;
 pub mod host_impl;
@@ -21,6 +22,7 @@ pub mod instance;
 pub mod kv;
 pub mod logpipe;
 pub mod offline;
+pub mod packets;
 pub mod runtime;
 
 use std::collections::{HashMap, HashSet};
@@ -81,6 +83,30 @@ struct Instance {
     stats: Arc<Stats>,
     ctx: Arc<InstanceCtx>,
     http_denied: Arc<AtomicU64>,
+    /// The packet pump of an output plugin that asked for packets.
+    pump: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(p) = self.pump.lock().unwrap().take() {
+            p.abort();
+        }
+    }
+}
+
+impl Instance {
+    /// (Re)starts the packet pump for `loaded`'s request, if it has one.
+    fn start_pump(&self, handle: &tokio::runtime::Handle, loaded: &Loaded) {
+        let new = loaded.manifest.packets.map(|req| {
+            handle
+                .spawn(packets::pump(self.camera.clone(), req, self.inbox.clone()))
+                .abort_handle()
+        });
+        if let Some(old) = std::mem::replace(&mut *self.pump.lock().unwrap(), new) {
+            old.abort();
+        }
+    }
 }
 
 /// What the API shows of an installed plugin.
@@ -420,6 +446,7 @@ impl Plugins {
             stats: stats.clone(),
             ctx: ctx.clone(),
             http_denied: installed.http_denied.clone(),
+            pump: Mutex::new(None),
         });
         let actor = Actor {
             runtime: self.runtime.clone(),
@@ -435,6 +462,7 @@ impl Plugins {
         };
         self.instances.lock().unwrap().insert(key, inst.clone());
         self.handle.spawn(actor.run());
+        inst.start_pump(&self.handle, &loaded);
         if loaded.kind == Kind::Analytics {
             let request = loaded.manifest.frames.unwrap_or(runtime::FrameRequest {
                 max_fps: 1.0,
@@ -473,6 +501,9 @@ impl Plugins {
                 )
             })?;
         let _ = inst.control.send(Control::Stop).await;
+        if let Some(p) = inst.pump.lock().unwrap().take() {
+            p.abort();
+        }
         if inst.kind == Kind::Analytics {
             let mut feeders = self.feeders.lock().unwrap();
             if let Some(f) = feeders.get(camera)
@@ -531,6 +562,7 @@ impl Plugins {
         *inst.error.lock().unwrap() = None;
         for i in targets {
             let _ = i.control.send(Control::Upgrade(loaded.clone())).await;
+            i.start_pump(&self.handle, &loaded);
         }
         tracing::info!(plugin, digest = %loaded.digest, version = %loaded.manifest.version, "plugin reloaded");
         Ok(self.info(plugin, &inst))

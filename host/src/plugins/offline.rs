@@ -134,6 +134,50 @@ fn probe_fps(path: &Path) -> Option<f64> {
     (n > 0.0 && d > 0.0).then(|| n / d)
 }
 
+/// The H.264 video of a file (container or Annex B) as frames stamped on a
+/// 90 kHz clock; `fps` is the rate of a raw stream (containers carry their own).
+pub fn read_clip(path: &Path, fps: f64) -> Result<Vec<Frame>> {
+    let (sps, pps, aus) = crate::camsim::read_access_units(path)
+        .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("{e:#}")))?;
+    let fps = probe_fps(path).unwrap_or(fps).clamp(0.1, 240.0);
+    let info = Arc::new(StreamInfo {
+        generation: 1,
+        video: VideoTrack {
+            codec: VideoCodec::H264,
+            sps: Bytes::from(sps),
+            pps: Bytes::from(pps),
+            vps: None,
+            rfc6381: String::new(),
+            sample_entry: Bytes::new(),
+            width: 0,
+            height: 0,
+            timescale: 90_000,
+            fps: Some(fps),
+        },
+        audio: None,
+    });
+    Ok(aus
+        .into_iter()
+        .enumerate()
+        .map(|(i, au)| {
+            let key = au.iter().any(|n| n.first().is_some_and(|b| b & 0x1f == 5));
+            let mut data = Vec::new();
+            for n in &au {
+                data.extend_from_slice(&(n.len() as u32).to_be_bytes());
+                data.extend_from_slice(n);
+            }
+            Frame {
+                track: TrackKind::Video,
+                pts: (i as f64 * 90_000.0 / fps) as i64,
+                key,
+                data: Bytes::from(data),
+                info: info.clone(),
+                received: std::time::Instant::now(),
+            }
+        })
+        .collect())
+}
+
 /// `vigil plugin run`: prints the plugin's events as JSON lines on `out`; returns
 /// how many it emitted.
 pub async fn run(opts: RunOptions, out: &mut (dyn Write + Send)) -> Result<u64> {
@@ -377,65 +421,29 @@ async fn feed_file(
     };
     match manifest.kind {
         Kind::Analytics => {
-            let path = opts.input.clone();
-            let (sps, pps, aus) =
-                tokio::task::spawn_blocking(move || crate::camsim::read_access_units(&path))
-                    .await
-                    .map_err(|e| Error::new(ErrorKind::Internal, format!("reader: {e}")))?
-                    .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("{e:#}")))?;
-            let fps = probe_fps(&opts.input).unwrap_or(opts.fps).clamp(0.1, 240.0);
-            let info = Arc::new(StreamInfo {
-                generation: 1,
-                video: VideoTrack {
-                    codec: VideoCodec::H264,
-                    sps: Bytes::from(sps),
-                    pps: Bytes::from(pps),
-                    vps: None,
-                    rfc6381: String::new(),
-                    sample_entry: Bytes::new(),
-                    width: 0,
-                    height: 0,
-                    timescale: 90_000,
-                    fps: Some(fps),
+            let (path, fps) = (opts.input.clone(), opts.fps);
+            let frames = tokio::task::spawn_blocking(move || read_clip(&path, fps))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("reader: {e}")))??;
+            let mut sampler = super::feeder::Sampler::new(manifest.frames.unwrap_or(
+                super::runtime::FrameRequest {
+                    max_fps: 1.0,
+                    key_frames_only: true,
                 },
-                audio: None,
-            });
-            let request = manifest.frames.unwrap_or(super::runtime::FrameRequest {
-                max_fps: 1.0,
-                key_frames_only: true,
-            });
+            ));
             let mut decoder = crate::codec::Decoder::new()?;
-            let mut last_sent: Option<i64> = None;
-            for (i, au) in aus.into_iter().enumerate() {
-                let key = au.iter().any(|n| n.first().is_some_and(|b| b & 0x1f == 5));
-                let mut data = Vec::new();
-                for n in &au {
-                    data.extend_from_slice(&(n.len() as u32).to_be_bytes());
-                    data.extend_from_slice(n);
-                }
-                let pts = (i as f64 * 90_000.0 / fps) as i64;
-                let frame = Frame {
-                    track: TrackKind::Video,
-                    pts,
-                    key,
-                    data: Bytes::from(data),
-                    info: info.clone(),
-                    received: std::time::Instant::now(),
-                };
-                if request.key_frames_only && !key {
-                    continue;
+            for frame in frames {
+                let key = frame.key;
+                if sampler.request.key_frames_only && !key {
+                    continue; // not even decoded
                 }
                 let Some(picture) = decoder.decode(&frame)? else {
                     continue;
                 };
-                let media_ns = pts * 1_000_000_000 / 90_000;
-                if request.max_fps > 0.0
-                    && let Some(l) = last_sent
-                    && ((media_ns - l) as f64) < 0.95e9 / f64::from(request.max_fps)
-                {
+                let media_ns = frame.pts * 1_000_000_000 / 90_000;
+                if !sampler.wants(media_ns, key) {
                     continue;
                 }
-                last_sent = Some(media_ns);
                 inst.inbox.push(Input::Frame(FrameInput {
                     picture: Arc::new(picture),
                     media_ns,

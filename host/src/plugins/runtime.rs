@@ -37,8 +37,16 @@ pub struct Manifest {
     pub description: String,
     pub frames: Option<FrameRequest>,
     pub tick_interval_ms: Option<u32>,
+    /// Output plugins: the encoded media they want.
+    pub packets: Option<PacketRequest>,
     pub config_schema: serde_json::Value,
     pub capabilities: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PacketRequest {
+    pub video: bool,
+    pub audio: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -362,6 +370,13 @@ pub async fn read_manifest(
             key_frames_only: f.key_frames_only,
         }),
         tick_interval_ms: m.tick_interval_ms.map(|t| t.max(10)),
+        packets: m
+            .packets
+            .filter(|p| kind == Kind::Output && (p.video || p.audio))
+            .map(|p| PacketRequest {
+                video: p.video,
+                audio: p.audio,
+            }),
         config_schema: schema,
         capabilities: m.capabilities,
     })

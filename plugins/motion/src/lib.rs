@@ -32,6 +32,29 @@ pub struct Config {
     /// Fraction of a grid cell that must move for the cell to count.
     #[serde(default = "default_cell")]
     pub cell_fraction: f32,
+    /// Compare grey (`gray8`, the default) or colour (`rgb8`: a pixel moved when
+    /// any channel changed by more than `threshold`) pictures.
+    #[serde(default)]
+    pub pixel_format: Format,
+}
+
+/// The pixels the plugin compares.
+#[derive(serde::Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Gray8,
+    Rgb8,
+}
+
+impl Format {
+    /// Bytes per pixel.
+    pub fn bpp(self) -> usize {
+        match self {
+            Format::Gray8 => 1,
+            Format::Rgb8 => 3,
+        }
+    }
 }
 
 fn default_threshold() -> u8 {
@@ -67,25 +90,60 @@ pub struct Found {
     pub regions: Vec<(BBox, f32)>,
 }
 
-/// Compares two grey frames of `w`×`h` (the kernel, also benchmarked natively).
+/// Pixels of a span that changed by more than `t` (any channel).
+fn moved_in(a: &[u8], b: &[u8], bpp: usize, t: u8) -> u32 {
+    if bpp == 1 {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| u32::from(p.abs_diff(*q) > t))
+            .sum()
+    } else {
+        a.chunks_exact(bpp)
+            .zip(b.chunks_exact(bpp))
+            .map(|(p, q)| u32::from(p.iter().zip(q).any(|(x, y)| x.abs_diff(*y) > t)))
+            .sum()
+    }
+}
+
+/// Compares two frames of `w`×`h` pixels of `bpp` bytes (1: grey, 3: RGB): the
+/// kernel, also benchmarked natively (`cargo xtask bench plugins`).
+///
+/// ```
+/// let (w, h) = (64, 36);
+/// let still = vec![40u8; w * h];
+/// let mut moved = still.clone();
+/// moved[10 * w..12 * w].fill(200); // two rows changed
+/// let found = vigil_plugin_motion::difference(&still, &moved, w, h, 1, 25, 0.05);
+/// assert!(found.area > 0.05 && found.regions.len() == 1);
+/// ```
 pub fn difference(
     prev: &[u8],
     cur: &[u8],
     w: usize,
     h: usize,
+    bpp: usize,
     threshold: u8,
     cell_fraction: f32,
 ) -> Found {
     let mut cells = [[0u32; GRID_W]; GRID_H];
     let mut moved = 0u32;
+    // Grid column gx holds the pixels x with x * GRID_W / w == gx.
+    let col = |gx: usize| (gx * w).div_ceil(GRID_W);
+    let stride = w * bpp;
+    if prev.len() < stride * h || cur.len() < stride * h {
+        return Found {
+            area: 0.0,
+            regions: Vec::new(),
+        };
+    }
     for y in 0..h {
         let gy = y * GRID_H / h;
-        let (a, b) = (&prev[y * w..y * w + w], &cur[y * w..y * w + w]);
-        for x in 0..w {
-            if a[x].abs_diff(b[x]) > threshold {
-                moved += 1;
-                cells[gy][x * GRID_W / w] += 1;
-            }
+        let (a, b) = (&prev[y * stride..][..stride], &cur[y * stride..][..stride]);
+        for (gx, cell) in cells[gy].iter_mut().enumerate() {
+            let (x0, x1) = (col(gx) * bpp, col(gx + 1) * bpp);
+            let n = moved_in(&a[x0..x1], &b[x0..x1], bpp, threshold);
+            *cell += n;
+            moved += n;
         }
     }
     let cell_px = ((w / GRID_W) * (h / GRID_H)).max(1) as f32;
@@ -166,7 +224,9 @@ impl AnalyticsPlugin for Motion {
                     "width": {"type": "integer", "minimum": 32, "maximum": 1920, "default": 160,
                               "description": "Analysis width in pixels"},
                     "cell_fraction": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.05,
-                                      "description": "Fraction of a grid cell that must move for it to count"}
+                                      "description": "Fraction of a grid cell that must move for it to count"},
+                    "pixel_format": {"enum": ["gray8", "rgb8"], "default": "gray8",
+                                     "description": "Compare grey or colour pictures"}
                   }
                 }"#,
             )
@@ -185,7 +245,11 @@ impl AnalyticsPlugin for Motion {
     }
 
     fn on_frame(&mut self, frame: &Frame<'_>) -> Result<()> {
-        let img = frame.pixels(PixelFormat::Gray8, self.cfg.width)?;
+        let format = match self.cfg.pixel_format {
+            Format::Gray8 => PixelFormat::Gray8,
+            Format::Rgb8 => PixelFormat::Rgb8,
+        };
+        let img = frame.pixels(format, self.cfg.width)?;
         let size = (img.width, img.height);
         let Some(prev) = self.previous.replace(img.data) else {
             self.size = size;
@@ -201,6 +265,7 @@ impl AnalyticsPlugin for Motion {
             cur,
             size.0 as usize,
             size.1 as usize,
+            self.cfg.pixel_format.bpp(),
             self.cfg.threshold,
             self.cfg.cell_fraction,
         );
@@ -241,7 +306,7 @@ mod tests {
         let (w, h) = (160usize, 90usize);
         let mut a = vec![50u8; w * h];
         let b = a.clone();
-        let still = difference(&a, &b, w, h, 25, 0.05);
+        let still = difference(&a, &b, w, h, 1, 25, 0.05);
         assert_eq!(still.area, 0.0);
         assert!(still.regions.is_empty());
         // A bright 20×20 square appears at (100, 40).
@@ -250,7 +315,7 @@ mod tests {
                 a[y * w + x] = 250;
             }
         }
-        let moved = difference(&b, &a, w, h, 25, 0.05);
+        let moved = difference(&b, &a, w, h, 1, 25, 0.05);
         assert!((moved.area - 400.0 / (w * h) as f32).abs() < 1e-6);
         assert_eq!(moved.regions.len(), 1);
         let (bb, _) = moved.regions[0];
@@ -261,6 +326,25 @@ mod tests {
             .enumerate()
             .map(|(i, &p)| p + (i % 7) as u8)
             .collect();
-        assert_eq!(difference(&b, &noisy, w, h, 25, 0.05).area, 0.0);
+        assert_eq!(difference(&b, &noisy, w, h, 1, 25, 0.05).area, 0.0);
+    }
+
+    #[test]
+    fn colour_changes_count_on_any_channel() {
+        let (w, h) = (64usize, 36usize);
+        let a = vec![100u8; w * h * 3];
+        let mut b = a.clone();
+        // Only the blue channel of the top-left 8×8 changes.
+        for y in 0..8 {
+            for x in 0..8 {
+                b[(y * w + x) * 3 + 2] = 200;
+            }
+        }
+        let f = difference(&a, &b, w, h, 3, 25, 0.05);
+        assert!((f.area - 64.0 / (w * h) as f32).abs() < 1e-6, "{f:?}");
+        assert_eq!(f.regions.len(), 1);
+        assert!(f.regions[0].0.contains(0.05, 0.1));
+        // Short buffers are not read past their end.
+        assert_eq!(difference(&a[..10], &b, w, h, 3, 25, 0.05).area, 0.0);
     }
 }
