@@ -764,6 +764,12 @@ async fn metrics(State(s): State<AppState>) -> Response {
             .iter()
             .map(|(c, p)| (format!("camera=\"{c}\""), p.frames_dropped.to_string())),
     );
+    family(
+        "vigil_plugin_compilations_total",
+        "counter",
+        "Plugin binaries compiled (a binary already compiled is reused).",
+        &mut std::iter::once((String::new(), s.plugins.compilations().to_string())),
+    );
     let (stored, rejected) = s.events.counters();
     family(
         "vigil_events_stored_total",

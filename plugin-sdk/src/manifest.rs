@@ -1,15 +1,31 @@
-//! What a plugin says about itself.
+//! What a plugin says about itself: its [`Manifest`].
 
 use crate::wit::types;
 
-/// A capability a plugin asks the operator for.
+/// A capability a plugin asks the operator for ([`Manifest::capability`]).
+///
+/// Asking is not having: the operator grants capabilities per plugin in
+/// `vigil.toml` (`grants = ["http", "state", "files"]` in the plugin's
+/// `[[plugin]]` entry, and `http_allow` for the hosts HTTP may reach). The host
+/// loads a plugin whose requests are not granted (it logs which) and every use of
+/// a missing capability fails with a reason instead of trapping.
+///
+/// ```
+/// use vigil_plugin_sdk::{Capability, Manifest};
+/// let m = Manifest::output("webhook", "1.0.0").capability(Capability::Http);
+/// assert_eq!(m.capabilities, vec![Capability::Http]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Capability {
-    /// Outbound HTTP requests (`wasi:http`), to hosts the operator allow-lists.
+    /// Outbound HTTP requests ([`crate::http`], or `wasi:http` directly), to the
+    /// hosts the operator allow-lists (`http_allow`).
     Http,
-    /// Key-value storage per camera ([`crate::state`]).
+    /// Key-value storage per (plugin, camera) that outlives restarts
+    /// ([`crate::state`]).
     State,
-    /// A directory, seen by the plugin as `/data`.
+    /// A read-write directory per (plugin, camera), seen by the plugin as
+    /// `/data` (use `std::fs`); on the host it is
+    /// `data_dir/plugin-files/{plugin}/{camera}/`.
     Files,
 }
 
@@ -23,7 +39,13 @@ impl Capability {
     }
 }
 
-/// A plugin's manifest: a builder.
+/// A plugin's manifest: a builder, returned by the plugin trait's `manifest()`.
+///
+/// The host reads the manifest once per loaded version of the plugin (at start,
+/// and on `POST /api/plugins/{id}/reload`), in a throw-away instance that is never
+/// configured, and shows it in `GET /api/plugins` and `vigil plugin inspect`. A
+/// manifest whose `config_schema` is not a valid JSON Schema makes the plugin
+/// fail to load.
 ///
 /// ```
 /// use vigil_plugin_sdk::{Capability, Manifest};
@@ -37,17 +59,26 @@ impl Capability {
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Manifest {
+    /// The plugin's name (the host keeps up to 128 characters). Operators refer to
+    /// an installed plugin by the `id` they give it in `vigil.toml`, not by this.
     pub name: String,
+    /// The plugin's version, e.g. `env!("CARGO_PKG_VERSION")` (up to 64
+    /// characters kept).
     pub version: String,
+    /// One or two sentences for operators (up to 2048 characters kept).
     pub description: String,
-    /// Analytics: `(max_fps, key_frames_only)`.
+    /// Analytics plugins: `(max_fps, key_frames_only)`. See [`Manifest::frames`].
     pub frames: Option<(f32, bool)>,
-    /// Rules: tick interval in milliseconds.
+    /// Rule plugins: the tick interval in milliseconds. See
+    /// [`Manifest::tick_every_ms`].
     pub tick_every_ms: Option<u32>,
-    /// Outputs: encoded packets wanted, `(video, audio)`.
+    /// Output plugins: the encoded packets wanted, `(video, audio)`. See
+    /// [`Manifest::packets`].
     pub packets: Option<(bool, bool)>,
-    /// JSON Schema of the configuration, as JSON text.
+    /// JSON Schema of the configuration, as JSON text. See
+    /// [`Manifest::config_schema`].
     pub config_schema: String,
+    /// Capabilities the plugin asks for, without duplicates.
     pub capabilities: Vec<Capability>,
 }
 
@@ -65,8 +96,16 @@ impl Manifest {
         }
     }
 
-    /// For an [`crate::AnalyticsPlugin`]; asks for one key frame per second unless
-    /// [`Manifest::frames`] says otherwise.
+    /// A manifest for an [`crate::AnalyticsPlugin`]. It asks for one key frame per
+    /// second (the cheapest frame request) until [`Manifest::frames`] says
+    /// otherwise; the schema accepts any JSON object until
+    /// [`Manifest::config_schema`] says otherwise.
+    ///
+    /// ```
+    /// let m = vigil_plugin_sdk::Manifest::analytics("brightness", "0.1.0");
+    /// assert_eq!(m.frames, Some((1.0, true)));
+    /// assert_eq!(m.config_schema, r#"{"type":"object"}"#);
+    /// ```
     pub fn analytics(name: &str, version: &str) -> Self {
         Self {
             frames: Some((1.0, true)),
@@ -74,36 +113,76 @@ impl Manifest {
         }
     }
 
-    /// For a [`crate::RulePlugin`].
+    /// A manifest for a [`crate::RulePlugin`]: no ticks until
+    /// [`Manifest::tick_every_ms`].
+    ///
+    /// ```
+    /// let m = vigil_plugin_sdk::Manifest::rule("zones", "0.1.0").tick_every_ms(500);
+    /// assert_eq!(m.tick_every_ms, Some(500));
+    /// ```
     pub fn rule(name: &str, version: &str) -> Self {
         Self::new(name, version)
     }
 
-    /// For an [`crate::OutputPlugin`].
+    /// A manifest for an [`crate::OutputPlugin`]: events only, no packets until
+    /// [`Manifest::packets`].
+    ///
+    /// ```
+    /// let m = vigil_plugin_sdk::Manifest::output("webhook", "0.1.0");
+    /// assert_eq!(m.packets, None);
+    /// ```
     pub fn output(name: &str, version: &str) -> Self {
         Self::new(name, version)
     }
 
+    /// Sets the description shown to operators.
+    ///
+    /// ```
+    /// let m = vigil_plugin_sdk::Manifest::rule("zones", "0.1.0")
+    ///     .description("Zone enter/exit and loitering over detections");
+    /// assert!(m.description.starts_with("Zone"));
+    /// ```
     pub fn description(mut self, d: &str) -> Self {
         self.description = d.into();
         self
     }
 
-    /// Frames wanted: at most `max_fps` per second (0: every decoded frame), or
-    /// only key frames (the cheapest: nothing else gets decoded).
+    /// Analytics plugins: the frames wanted. At most `max_fps` frames per second
+    /// by the camera's clock (0: every decoded frame; the host caps it at 120), or,
+    /// with `key_frames_only`, only key frames (about one per GOP, further limited
+    /// by `max_fps`). Key frames only is the cheapest request: when every analytics
+    /// plugin on a camera asks for it, the host decodes nothing else.
+    ///
+    /// ```
+    /// use vigil_plugin_sdk::Manifest;
+    /// // Up to 5 frames a second, any frame type:
+    /// let m = Manifest::analytics("motion", "1.0.0").frames(5.0, false);
+    /// assert_eq!(m.frames, Some((5.0, false)));
+    /// // Every key frame, however often the camera sends them:
+    /// let m = Manifest::analytics("scene", "1.0.0").frames(0.0, true);
+    /// assert_eq!(m.frames, Some((0.0, true)));
+    /// ```
     pub fn frames(mut self, max_fps: f32, key_frames_only: bool) -> Self {
         self.frames = Some((max_fps, key_frames_only));
         self
     }
 
-    /// Rules: call `on_tick` this often.
+    /// Rule plugins: call [`crate::RulePlugin::on_tick`] every `ms` milliseconds
+    /// (the host makes it at least 10). Ticks that come due while the plugin is
+    /// still busy are skipped, not queued.
+    ///
+    /// ```
+    /// let m = vigil_plugin_sdk::Manifest::rule("loitering", "1.0.0").tick_every_ms(1000);
+    /// assert_eq!(m.tick_every_ms, Some(1000));
+    /// ```
     pub fn tick_every_ms(mut self, ms: u32) -> Self {
         self.tick_every_ms = Some(ms);
         self
     }
 
-    /// Outputs: ask for the camera's encoded packets (video and/or audio), handed
-    /// to [`crate::OutputPlugin::on_packet`].
+    /// Output plugins: ask for the camera's encoded packets (video and/or audio),
+    /// handed to [`crate::OutputPlugin::on_packet`]. Ignored for other kinds and
+    /// when both are false.
     ///
     /// ```
     /// use vigil_plugin_sdk::{Capability, Manifest};
@@ -117,13 +196,36 @@ impl Manifest {
         self
     }
 
-    /// The JSON Schema of the configuration. The host validates configurations
-    /// against it and shows field errors to the operator.
+    /// The JSON Schema (draft 2020-12) of the configuration, as JSON text. The
+    /// host validates every configuration against it before the plugin sees it
+    /// (config file at start, `PUT /api/cameras/{id}/plugins/{plugin}`,
+    /// `vigil plugin run --config`) and refuses an invalid one naming the field,
+    /// e.g. `/threshold: 999 is greater than the maximum of 255` (HTTP 422).
+    /// The host does not fill in `default` values: give the same defaults to
+    /// serde (`#[serde(default = ...)]`).
+    ///
+    /// ```
+    /// let m = vigil_plugin_sdk::Manifest::analytics("brightness", "0.1.0").config_schema(
+    ///     r#"{"type": "object", "additionalProperties": false,
+    ///         "properties": {"threshold": {"type": "number", "minimum": 0, "maximum": 1}}}"#,
+    /// );
+    /// assert!(m.config_schema.contains("threshold"));
+    /// ```
     pub fn config_schema(mut self, schema: &str) -> Self {
         self.config_schema = schema.into();
         self
     }
 
+    /// Asks the operator for a capability (once; asking twice changes nothing).
+    ///
+    /// ```
+    /// use vigil_plugin_sdk::{Capability, Manifest};
+    /// let m = Manifest::output("archive", "0.1.0")
+    ///     .capability(Capability::Files)
+    ///     .capability(Capability::State)
+    ///     .capability(Capability::Files);
+    /// assert_eq!(m.capabilities, vec![Capability::Files, Capability::State]);
+    /// ```
     pub fn capability(mut self, c: Capability) -> Self {
         if !self.capabilities.contains(&c) {
             self.capabilities.push(c);

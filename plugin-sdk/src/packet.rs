@@ -2,7 +2,19 @@
 
 use crate::wit::types;
 
-/// A media track.
+/// A media track: which kind of [`Packet`] this is.
+///
+/// ```
+/// use vigil_plugin_sdk::{Packet, Track};
+/// fn extension(p: &Packet) -> &'static str {
+///     match p.track {
+///         Track::Video => "h264",
+///         Track::Audio => "aac",
+///     }
+/// }
+/// let p = Packet { track: Track::Audio, codec: "aac".into(), pts_ns: 0, key: true, generation: 1, data: vec![] };
+/// assert_eq!(extension(&p), "aac");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Track {
     /// H.264 or H.265 video.
@@ -14,6 +26,12 @@ pub enum Track {
 /// An encoded frame as the camera sent it (no decoding, no transcoding), for
 /// [`crate::OutputPlugin::on_packet`]. Ask for packets with
 /// [`crate::Manifest::packets`].
+///
+/// Packets arrive in the camera's order, starting at a video key frame (audio
+/// too waits for it when video is asked for). When the plugin falls behind, the
+/// host drops packets and resumes video at the next key frame, so a plugin
+/// never gets a group of pictures with a hole in it; watch
+/// [`Packet::generation`] to know when the stream started over.
 ///
 /// ```
 /// use vigil_plugin_sdk::{Packet, Track};
@@ -40,10 +58,13 @@ pub struct Packet {
     /// Video: a key frame a decoder can start at. Audio: always true.
     pub key: bool,
     /// Increases when the stream starts over with new parameters (a reconnect, a
-    /// resolution change).
+    /// resolution change): a recorder starts a new file, a decoder resets. The
+    /// first packet of a new generation is a key frame.
     pub generation: u64,
-    /// Video: one access unit in Annex B form, with the parameter sets in front of
-    /// every key frame. Audio: one raw AAC frame or a run of G.711 samples.
+    /// Video: one access unit in Annex B form (start codes), with the parameter
+    /// sets (VPS/SPS/PPS) in front of every key frame, so each key frame can be
+    /// decoded on its own. Audio: one raw AAC frame (no ADTS header) or a run of
+    /// G.711 samples.
     pub data: Vec<u8>,
 }
 
@@ -59,7 +80,7 @@ impl Packet {
         self.track == Track::Video
     }
 
-    /// The presentation time in milliseconds.
+    /// The presentation time in milliseconds (rounded towards zero).
     ///
     /// ```
     /// # use vigil_plugin_sdk::{Packet, Track};

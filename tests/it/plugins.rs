@@ -200,6 +200,12 @@ async fn zones_turn_detections_into_enter_cross_and_loiter_events() {
 
 /// A tiny HTTP/1.1 receiver: counts POSTs, keeps their bodies, answers 200.
 async fn receiver() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    receiver_failing_first(0).await
+}
+
+/// [`receiver`] that answers 503 to its first `failures` requests (bodies of
+/// those are kept too).
+async fn receiver_failing_first(failures: usize) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -235,9 +241,13 @@ async fn receiver() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
                         .unwrap()
                         .push(String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned());
                     buf.drain(..end + 4 + len);
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await;
+                    let n = bodies.lock().unwrap().len();
+                    let answer: &[u8] = if n <= failures {
+                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    };
+                    let _ = s.write_all(answer).await;
                 }
             });
         }
@@ -250,14 +260,20 @@ async fn webhook_delivers_to_allowed_hosts_and_is_denied_elsewhere() {
     let sim = start_camsim(2, false).await;
     let (port, bodies) = receiver().await;
     let (other_port, other_bodies) = receiver().await;
+    let (flaky_port, flaky_bodies) = receiver_failing_first(2).await;
+    let dead_port = free_port();
     let host = start_host(&format!(
         "[[plugin]]\nid = \"webhook\"\npath = \"{w}\"\ngrants = [\"http\"]\nhttp_allow = [\"127.0.0.1\"]\ncall_timeout_ms = 10000\n\
          [[plugin]]\nid = \"webhook-ungranted\"\npath = \"{w}\"\ncall_timeout_ms = 10000\n\
+         [[plugin]]\nid = \"webhook-retry\"\npath = \"{w}\"\ngrants = [\"http\"]\nhttp_allow = [\"127.0.0.1:{flaky_port}\", \"127.0.0.1:{dead_port}\"]\n\
+         [[plugin]]\nid = \"webhook-dead\"\npath = \"{w}\"\ngrants = [\"http\"]\nhttp_allow = [\"127.0.0.1:{dead_port}\"]\n\
          [[camera]]\nid = \"a\"\nurl = \"{}\"\n\
          [[camera.plugin]]\nid = \"webhook\"\nconfig = {{ url = \"http://127.0.0.1:{port}/hook\", kinds = [\"alarm\"] }}\n\
          [[camera]]\nid = \"b\"\nurl = \"{}\"\n\
          [[camera.plugin]]\nid = \"webhook\"\nconfig = {{ url = \"http://localhost:{other_port}/hook\", retries = 1 }}\n\
-         [[camera.plugin]]\nid = \"webhook-ungranted\"\nconfig = {{ url = \"http://127.0.0.1:{other_port}/hook\", retries = 0 }}\n",
+         [[camera.plugin]]\nid = \"webhook-ungranted\"\nconfig = {{ url = \"http://127.0.0.1:{other_port}/hook\", retries = 0 }}\n\
+         [[camera.plugin]]\nid = \"webhook-retry\"\nconfig = {{ url = \"http://127.0.0.1:{flaky_port}/hook\", backoff_ms = 50 }}\n\
+         [[camera.plugin]]\nid = \"webhook-dead\"\nconfig = {{ url = \"http://127.0.0.1:{dead_port}/hook\", retries = 10, backoff_ms = 100 }}\n",
         sim.url(0),
         sim.url(1),
         w = wasm("vigil_plugin_webhook"),
@@ -311,6 +327,42 @@ async fn webhook_delivers_to_allowed_hosts_and_is_denied_elsewhere() {
         other_bodies.lock().unwrap().is_empty(),
         "a denied request was delivered"
     );
+    // Retries with backoff within the default 1 s deadline: two 503s, then
+    // delivered (three attempts at the receiver).
+    let flaky = wait_for("the retried delivery", Duration::from_secs(10), || async {
+        let b = flaky_bodies.lock().unwrap().clone();
+        (b.len() >= 3).then_some(b)
+    })
+    .await;
+    assert!(
+        flaky.iter().all(|b| b.contains("\"camera\":\"b\"")),
+        "{flaky:?}"
+    );
+    let s = plugin_status(&host, "b", "webhook-retry").await;
+    assert_eq!(
+        (s["errors"].as_u64(), s["traps"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
+    // A receiver that is down: the plugin gives up within its time budget with a
+    // clear error, and is not interrupted by the deadline (no trap, no restart).
+    let dead = wait_for("the give-up", Duration::from_secs(10), || async {
+        let s = plugin_status(&host, "b", "webhook-dead").await;
+        (s["errors"].as_u64() >= Some(1)).then_some(s)
+    })
+    .await;
+    let err = dead["last_error"].as_str().unwrap();
+    assert!(
+        err.contains("gave up after") && err.contains(&dead_port.to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        (dead["traps"].as_u64(), dead["restarts"].as_u64()),
+        (Some(0), Some(0)),
+        "{dead}"
+    );
+    assert_eq!(dead["state"], "running");
+    eprintln!("webhook to a dead receiver: {err}");
     host.stop().await;
     sim.shutdown().await;
 }
@@ -477,10 +529,29 @@ async fn misbehaving_plugins_are_contained() {
         plugin_status(&host, "bystander", "motion").await["state"],
         "running"
     );
+    // A plugin that refuses its configuration in `new` (beyond what its schema
+    // checks) is not enabled: 422 with its reason, no instance left behind.
+    let url = format!("http://{}/api/cameras/bystander/plugins/trap", host.addr);
+    let (st, _, b) = request(
+        "PUT",
+        &url,
+        Some("application/json"),
+        r#"{"mode":"refuse"}"#,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&b);
+    assert_eq!(st, 422, "{text}");
+    assert!(text.contains("refused on purpose"), "{text}");
+    let (st, _, _) = get(&url).await;
+    assert_eq!(st, 404, "a refused enablement left an instance");
     // Flood events were not lost silently: every refusal was counted, the store
     // holds what was accepted.
     let h = get_json(&format!("http://{}/api/health", host.addr)).await;
     assert_eq!(h["status"], "ok");
+    // Nine [[plugin]]s, two distinct binaries: compiled twice.
+    let (_, _, m) = get(&format!("http://{}/metrics", host.addr)).await;
+    let m = String::from_utf8_lossy(&m);
+    assert!(m.contains("\nvigil_plugin_compilations_total 2\n"), "{m}");
     host.stop().await;
     sim.shutdown().await;
 }
@@ -1155,7 +1226,6 @@ async fn output_plugins_get_encoded_packets_that_play() {
     .await;
     wait_state(&host, "av", "streaming", Duration::from_secs(20)).await;
     let dir = data.join("plugin-files/recorder/av");
-    let file = dir.join("1.h264");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let s = plugin_status(&host, "av", "recorder").await;
     assert_eq!(s["state"], "running", "{s}");
@@ -1164,6 +1234,13 @@ async fn output_plugins_get_encoded_packets_that_play() {
     // Packets only: nothing decodes this camera's video.
     assert!(camera(&host, "av").await["analytics"].is_null());
     host.stop().await;
+    // One file per stream generation (a reconnect starts a new one): the largest.
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "h264"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap_or_else(|| panic!("no .h264 in {}", dir.display()));
     let probe = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
         .args([
@@ -1209,6 +1286,7 @@ async fn output_plugins_get_encoded_packets_that_play() {
         pts.windows(2).all(|w| w[1] > w[0]),
         "audio pts not increasing"
     );
+    let _ = std::fs::remove_dir_all(&data);
     eprintln!(
         "recorder: {frames} video frames decoded by ffmpeg, {} audio packets, {} calls",
         pts.len(),

@@ -122,6 +122,21 @@ pub struct HttpHooks {
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Whether the allow-list admits `uri`: an entry `host` admits any port of that
+/// host, an entry `host:port` only that port (the scheme's default when the URL
+/// has none).
+fn allows(allowed: &HashSet<String>, uri: &http::Uri) -> bool {
+    let Some(host) = uri.host().map(|h| h.to_ascii_lowercase()) else {
+        return false;
+    };
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    });
+    allowed.contains(&host) || port.is_some_and(|p| allowed.contains(&format!("{host}:{p}")))
+}
+
 type SendResult = wasmtime_wasi_http::Result<(
     http::Response<wasmtime_wasi_http::WasiBody>,
     Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
@@ -135,8 +150,7 @@ impl WasiHttpHooks for HttpHooks {
         fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         drop(fut);
-        let host = request.uri().host().map(|h| h.to_ascii_lowercase());
-        let allowed = self.granted && host.as_ref().is_some_and(|h| self.allowed.contains(h));
+        let allowed = self.granted && allows(&self.allowed, request.uri());
         if !allowed {
             self.denied.fetch_add(1, Ordering::Relaxed);
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
@@ -442,5 +456,33 @@ impl std::fmt::Debug for HttpHooks {
 impl std::fmt::Debug for PluginState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PluginState")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_matches_hosts_and_host_ports() {
+        let list: HashSet<String> = ["hooks.example.com", "127.0.0.1:8080", "[::1]:9000"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let ok = |u: &str| allows(&list, &u.parse().unwrap());
+        assert!(ok("https://hooks.example.com/x"));
+        assert!(
+            ok("http://HOOKS.example.com:8443/x"),
+            "any port of a bare host"
+        );
+        assert!(ok("http://127.0.0.1:8080/hook"));
+        assert!(
+            !ok("http://127.0.0.1:8081/hook"),
+            "another port of a host:port entry"
+        );
+        assert!(!ok("http://127.0.0.1/hook"), "default port 80 is not 8080");
+        assert!(ok("http://[::1]:9000/"));
+        assert!(!ok("http://evil.example.com/"));
+        assert!(!ok("http://hooks.example.com.evil.net/"));
     }
 }

@@ -241,7 +241,22 @@ pub struct Actor {
     pub call_timeout: Duration,
     /// Tick rule plugins from the clock (false: only `Input::Tick` ticks).
     pub clock_ticks: bool,
+    /// Told how the first start went: `Err` when the plugin refused its
+    /// configuration (the actor then stops); `Ok` once it runs, or when it
+    /// failed otherwise (a trap: it is enabled and restarts).
+    pub first_start: Option<oneshot::Sender<Result<()>>>,
 }
+
+/// A start that failed: the reason, and whether the plugin refused its
+/// configuration (a domain error from `configure`) rather than failing.
+struct StartFailure {
+    message: String,
+    refused: bool,
+}
+
+/// An instance that ran this long without failing starts over with the
+/// shortest backoff when it fails.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 struct Running {
     store: Store<PluginState>,
@@ -249,14 +264,18 @@ struct Running {
 }
 
 impl Actor {
-    async fn start(&mut self) -> std::result::Result<Running, String> {
+    async fn start(&mut self) -> std::result::Result<Running, StartFailure> {
+        let failed = |message: String| StartFailure {
+            message,
+            refused: false,
+        };
         let mut store = self
             .runtime
             .store(self.ctx.clone(), &self.spec)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(e.to_string()))?;
         let bound = runtime::instantiate(&self.plugin.pre, &mut store, self.call_timeout)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(e.to_string()))?;
         let cfg = self.config.to_string();
         let outcome = call(&mut store, self.call_timeout, &self.stats, async |s| {
             let r = match &bound {
@@ -281,8 +300,11 @@ impl Actor {
         .await;
         match outcome {
             Outcome::Ok(()) => Ok(Running { store, bound }),
-            Outcome::PluginError(m) => Err(format!("configure: {m}")),
-            Outcome::Trap(m) => Err(format!("configure: {m}")),
+            Outcome::PluginError(m) => Err(StartFailure {
+                message: format!("the plugin refused its configuration: {m}"),
+                refused: true,
+            }),
+            Outcome::Trap(m) => Err(failed(format!("configure: {m}"))),
         }
     }
 
@@ -387,6 +409,8 @@ impl Actor {
         let mut failures: VecDeque<Instant> = VecDeque::new();
         let mut backoff = Duration::from_millis(200);
         let mut pending_ack: Option<(oneshot::Sender<Result<()>>, serde_json::Value)> = None;
+        let mut first = self.first_start.take();
+        let mut healthy_since: Option<Instant> = None;
         'outer: loop {
             self.stats.set(State::Starting);
             let failure = match self.start().await {
@@ -394,8 +418,13 @@ impl Actor {
                     if let Some((ack, _)) = pending_ack.take() {
                         let _ = ack.send(Ok(()));
                     }
+                    if let Some(first) = first.take() {
+                        let _ = first.send(Ok(()));
+                    }
                     self.stats.set(State::Running);
-                    *self.stats.started.lock().unwrap() = Some(Instant::now());
+                    let now = Instant::now();
+                    *self.stats.started.lock().unwrap() = Some(now);
+                    healthy_since = Some(now);
                     let tick_ms = self
                         .plugin
                         .manifest
@@ -435,16 +464,30 @@ impl Actor {
                         }
                     }
                 }
-                Err(m) => {
+                Err(StartFailure { message, refused }) => {
                     if let Some((ack, old)) = pending_ack.take() {
                         // The new configuration was refused: report it, restore the old.
-                        let _ = ack.send(Err(Error::new(ErrorKind::InvalidConfig, m.clone())));
+                        let _ = ack.send(Err(Error::new(ErrorKind::InvalidConfig, message)));
                         self.config = old;
                         continue 'outer;
                     }
-                    m
+                    if let Some(first) = first.take() {
+                        if refused {
+                            // Never ran: not enabled. The caller reports why.
+                            let _ = first.send(Err(Error::new(ErrorKind::InvalidConfig, message)));
+                            break 'outer;
+                        }
+                        let _ = first.send(Ok(()));
+                    }
+                    message
                 }
             };
+            if healthy_since
+                .take()
+                .is_some_and(|t| t.elapsed() >= HEALTHY_RUN)
+            {
+                backoff = Duration::from_millis(200);
+            }
             // A failure: the store is gone with `run`.
             tracing::warn!(plugin = %p, camera = %c, error = %failure, "plugin instance failed");
             self.stats.error(&failure);

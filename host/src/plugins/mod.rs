@@ -8,6 +8,10 @@
 //!   quarantine.
 //! - [`feeder`]: the per-camera analytics frame path (decode only when needed).
 //! - [`kv`]: the `state` capability's storage.
+//! - [`packets`]: encoded packets for output plugins that ask for them.
+//! - [`logpipe`]: a plugin's stdout/stderr into the host's log, rate-limited.
+//! - [`offline`]: `vigil plugin inspect` / `vigil plugin run`.
+//! - [`bench`]: measurement hooks for `cargo xtask bench plugins`.
 //!
 //! [`Plugins`] ties them together: it loads the `[[plugin]]`s, enables them on
 //! cameras (config file or API), routes events from the store's bus to rule and
@@ -29,7 +33,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -189,7 +193,12 @@ impl Plugins {
         events: Arc<Events>,
         data_dir: PathBuf,
     ) -> Result<Arc<Plugins>> {
-        let runtime = Arc::new(Runtime::new(cfg.max_instances, cfg.memory_limit)?);
+        // The pool's slots must fit the largest limit any plugin was given.
+        let max_memory = plugins
+            .iter()
+            .filter_map(|p| p.memory_limit)
+            .fold(cfg.memory_limit, usize::max);
+        let runtime = Arc::new(Runtime::new(cfg.max_instances, max_memory)?);
         let kv = Arc::new(kv::Kv::open(&data_dir)?);
         // Plugin code runs on its own runtime, on its own threads.
         let (htx, hrx) = std::sync::mpsc::channel();
@@ -434,6 +443,7 @@ impl Plugins {
         let inbox = Arc::new(Inbox::new(installed.cfg.queue));
         let stats = Arc::new(Stats::default());
         let (ctl_tx, ctl_rx) = mpsc::channel(8);
+        let (first_tx, first_rx) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let inst = Arc::new(Instance {
             id,
@@ -459,7 +469,9 @@ impl Plugins {
             control: ctl_rx,
             call_timeout: installed.cfg.call_timeout.unwrap_or(self.cfg.call_timeout),
             clock_ticks: !self.cfg.replay_ticks,
+            first_start: Some(first_tx),
         };
+        let call_timeout = actor.call_timeout;
         self.instances.lock().unwrap().insert(key, inst.clone());
         self.handle.spawn(actor.run());
         inst.start_pump(&self.handle, &loaded);
@@ -477,14 +489,22 @@ impl Plugins {
                 .clone();
             feeder.add(id, request, inbox);
         }
-        // Give it a moment to come up so the answer shows a meaningful state.
-        let t0 = Instant::now();
-        while *inst.stats.state.lock().unwrap() == State::Starting
-            && t0.elapsed() < Duration::from_secs(2)
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // Wait for its first start: a plugin that refuses the configuration is
+        // not enabled (422 with its reason), like one whose schema refuses it.
+        // (A trap is different: the instance is enabled and restarts.)
+        let first = tokio::time::timeout(call_timeout + Duration::from_secs(5), first_rx).await;
+        if let Ok(Ok(Err(e))) = first {
+            let _ = self.disable(&camera.config.id, plugin).await;
+            return Err(e);
         }
         Ok(self.instance_status(&inst))
+    }
+
+    /// Plugin binaries compiled since start (the cache by digest avoids repeats).
+    pub fn compilations(&self) -> u64 {
+        self.runtime
+            .compilations
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Disables `plugin` on `camera`.

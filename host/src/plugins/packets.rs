@@ -1,10 +1,12 @@
 //! Encoded packets for output plugins that ask for them: a task per instance
 //! reads the camera's broadcaster and queues video access units (Annex B, with
 //! parameter sets before key frames) and/or audio frames. It starts at a key
-//! frame; when the instance's inbox is full (the plugin is behind), was cleared
-//! (a restart) or the broadcaster reports a lag, the packet is dropped (counted)
-//! and video resumes at the next key frame, so the plugin never gets a GOP with a
-//! hole. Nothing here can block ingest.
+//! frame. When the instance's inbox is full the task waits (a burst such as the
+//! GOP cache at start is absorbed); if the plugin stays behind, the camera's ring
+//! drops this reader's backlog and reports the lag. After a lag or a cleared
+//! inbox (a restart) the missed packets are counted as drops and video resumes at
+//! the next key frame, so the plugin never gets a GOP with a hole. Nothing here
+//! can block ingest: the ring never waits for its readers.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

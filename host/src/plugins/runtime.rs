@@ -74,9 +74,18 @@ pub enum Bound {
 pub struct Runtime {
     pub engine: Engine,
     linker: Linker<PluginState>,
+    /// Compiled components by SHA-256 of their bytes: a second `[[plugin]]` with
+    /// the same binary, or a reload that did not change it, does not recompile.
+    /// (Restarts never compile: they instantiate from the plugin's `InstancePre`.)
+    compiled: std::sync::Mutex<std::collections::HashMap<[u8; 32], Component>>,
+    /// Compilations done (for tests and status).
+    pub compilations: std::sync::atomic::AtomicU64,
     /// Ends the ticker thread when dropped.
     _ticker: std::thread::JoinHandle<()>,
 }
+
+/// Distinct binaries kept compiled; beyond that the cache starts over.
+const COMPILED_CACHE: usize = 64;
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,6 +141,8 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
+            compiled: Default::default(),
+            compilations: Default::default(),
             _ticker: ticker,
         })
     }
@@ -139,8 +150,24 @@ impl Runtime {
     /// Compiles a component (CPU-heavy: run on a blocking thread) and links it
     /// for the world it exports.
     pub fn compile(&self, bytes: &[u8]) -> Result<(Component, Kind, Pre)> {
-        let component = Component::new(&self.engine, bytes)
-            .map_err(wasm_err("not a valid WebAssembly component"))?;
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        let cached = self.compiled.lock().unwrap().get(&digest).cloned();
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, bytes)
+                    .map_err(wasm_err("not a valid WebAssembly component"))?;
+                self.compilations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut cache = self.compiled.lock().unwrap();
+                if cache.len() >= COMPILED_CACHE {
+                    cache.clear();
+                }
+                cache.insert(digest, c.clone());
+                c
+            }
+        };
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(&self.engine)

@@ -22,6 +22,15 @@ pub struct Config {
     /// First retry delay; doubles each time.
     #[serde(default = "default_backoff")]
     pub backoff_ms: u64,
+    /// Time one event may take, attempts and waits included. Keep it below the
+    /// plugin's `call_timeout_ms` (1000 by default), or the host interrupts the
+    /// call and restarts the instance.
+    #[serde(default = "default_budget")]
+    pub budget_ms: u64,
+}
+
+fn default_budget() -> u64 {
+    800
 }
 
 fn default_retries() -> u32 {
@@ -80,7 +89,9 @@ impl OutputPlugin for Webhook {
                     "kinds": {"type": "array", "items": {"type": "string"}, "description": "Event kinds to deliver (empty: all)"},
                     "headers": {"type": "object", "additionalProperties": {"type": "string"}},
                     "retries": {"type": "integer", "minimum": 0, "maximum": 10, "default": 3},
-                    "backoff_ms": {"type": "integer", "minimum": 0, "maximum": 60000, "default": 200}
+                    "backoff_ms": {"type": "integer", "minimum": 0, "maximum": 60000, "default": 200},
+                    "budget_ms": {"type": "integer", "minimum": 10, "maximum": 600000, "default": 800,
+                                  "description": "Time per event, attempts and waits included; below the plugin's call timeout"}
                   }
                 }"#,
             )
@@ -109,8 +120,21 @@ impl OutputPlugin for Webhook {
             .collect();
         let mut delay = self.cfg.backoff_ms;
         let mut last = String::new();
+        let start = std::time::Instant::now();
+        let budget = Duration::from_millis(self.cfg.budget_ms);
+        let mut attempts = 0;
         for attempt in 0..=self.cfg.retries {
-            match vigil_plugin_sdk::http::post_json(&self.cfg.url, payload.as_bytes(), &headers) {
+            let left = budget.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            attempts += 1;
+            match vigil_plugin_sdk::http::post_json_within(
+                &self.cfg.url,
+                payload.as_bytes(),
+                &headers,
+                left,
+            ) {
                 Ok(s) if (200..300).contains(&s) => return Ok(()),
                 Ok(s) => last = format!("HTTP {s}"),
                 // A denied destination will not get better by retrying.
@@ -119,15 +143,17 @@ impl OutputPlugin for Webhook {
                 }
                 Err(m) => last = m,
             }
-            if attempt < self.cfg.retries {
-                std::thread::sleep(Duration::from_millis(delay));
-                delay = delay.saturating_mul(2);
+            let wait = Duration::from_millis(delay);
+            if attempt == self.cfg.retries || start.elapsed() + wait >= budget {
+                break;
             }
+            std::thread::sleep(wait);
+            delay = delay.saturating_mul(2);
         }
         Err(Error::Failed(format!(
-            "{}: gave up after {} attempts: {last}",
+            "{}: gave up after {attempts} attempt(s) in {} ms: {last}",
             self.cfg.url,
-            self.cfg.retries + 1
+            start.elapsed().as_millis()
         )))
     }
 }

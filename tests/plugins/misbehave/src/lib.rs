@@ -40,11 +40,16 @@ impl AnalyticsPlugin for Misbehave {
             .description("Deliberately broken plugin for the sandbox tests")
             .frames(5.0, false)
             .config_schema(
-                r#"{"type":"object","required":["mode"],"properties":{"mode":{"enum":["ok","loop","grow","trap","flood","huge","capability","sleep","files","slow"]},"ms":{"type":"integer","minimum":0}}}"#,
+                r#"{"type":"object","required":["mode"],"properties":{"mode":{"enum":["ok","loop","grow","trap","flood","huge","capability","sleep","files","slow","refuse"]},"ms":{"type":"integer","minimum":0}}}"#,
             )
     }
 
     fn new(cfg: Config) -> Result<Self> {
+        if cfg.mode == "refuse" {
+            return Err(Error::InvalidConfig(
+                "mode \"refuse\" is refused on purpose".into(),
+            ));
+        }
         Ok(Misbehave {
             mode: cfg.mode,
             ms: cfg.ms,
