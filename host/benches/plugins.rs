@@ -135,6 +135,13 @@ fn main() {
             "empty_call".into(),
             serde_json::json!({"call_us": median(&empty.call), "end_to_end_us": median(&empty.end_to_end)}),
         );
+        // The pixels alone: host conversion and the copy into the plugin.
+        for (name, mode) in [("pixels_gray8", "pixels"), ("pixels_rgb8", "pixels-rgb")] {
+            let cfg = serde_json::json!({ "mode": mode });
+            let _ = b.frames(cfg.clone(), &pictures[..10]).await.unwrap();
+            let t = b.frames(cfg, &pictures).await.unwrap();
+            report.insert(name.into(), serde_json::json!({"call_us": median(&t.call)}));
+        }
         b.stop().await;
         // Instantiation, every instance kept: time and memory.
         for (name, wasm, cfg) in [

@@ -90,18 +90,51 @@ pub struct Found {
     pub regions: Vec<(BBox, f32)>,
 }
 
-/// Pixels of a span that changed by more than `t` (any channel).
-fn moved_in(a: &[u8], b: &[u8], bpp: usize, t: u8) -> u32 {
-    if bpp == 1 {
-        a.iter()
-            .zip(b)
-            .map(|(p, q)| u32::from(p.abs_diff(*q) > t))
-            .sum()
-    } else {
-        a.chunks_exact(bpp)
-            .zip(b.chunks_exact(bpp))
-            .map(|(p, q)| u32::from(p.iter().zip(q).any(|(x, y)| x.abs_diff(*y) > t)))
-            .sum()
+/// 1 if `a` and `b` differ by more than `t`, else 0. (Measured: this form
+/// vectorizes well natively and for WebAssembly SIMD; a saturating-subtraction
+/// form did not.)
+#[inline(always)]
+fn moved(a: u8, b: u8, t: u8) -> u8 {
+    u8::from(a.abs_diff(b) > t)
+}
+
+/// Adds 1 to `acc[x]` for every pixel `x` of a row that changed by more than
+/// `t` (grey: one byte per pixel). Written as plain lanes of `u8` so the
+/// compiler vectorizes it, natively and for WebAssembly SIMD alike.
+fn accumulate_gray(acc: &mut [u8], a: &[u8], b: &[u8], t: u8) {
+    for ((acc, a), b) in acc
+        .chunks_exact_mut(16)
+        .zip(a.chunks_exact(16))
+        .zip(b.chunks_exact(16))
+    {
+        for k in 0..16 {
+            acc[k] = acc[k].wrapping_add(moved(a[k], b[k], t));
+        }
+    }
+    let done = acc.len() / 16 * 16;
+    for ((acc, a), b) in acc[done..].iter_mut().zip(&a[done..]).zip(&b[done..]) {
+        *acc = acc.wrapping_add(moved(*a, *b, t));
+    }
+}
+
+/// [`accumulate_gray`] for RGB rows: a pixel moved when any channel did.
+/// `mask` is scratch space of the row's length in bytes.
+fn accumulate_rgb(acc: &mut [u8], mask: &mut [u8], a: &[u8], b: &[u8], t: u8) {
+    for ((m, a), b) in mask
+        .chunks_exact_mut(16)
+        .zip(a.chunks_exact(16))
+        .zip(b.chunks_exact(16))
+    {
+        for k in 0..16 {
+            m[k] = moved(a[k], b[k], t);
+        }
+    }
+    let done = mask.len() / 16 * 16;
+    for ((m, a), b) in mask[done..].iter_mut().zip(&a[done..]).zip(&b[done..]) {
+        *m = moved(*a, *b, t);
+    }
+    for (acc, px) in acc.iter_mut().zip(mask.chunks_exact(3)) {
+        *acc = acc.wrapping_add(px[0] | px[1] | px[2]);
     }
 }
 
@@ -130,20 +163,36 @@ pub fn difference(
     // Grid column gx holds the pixels x with x * GRID_W / w == gx.
     let col = |gx: usize| (gx * w).div_ceil(GRID_W);
     let stride = w * bpp;
-    if prev.len() < stride * h || cur.len() < stride * h {
+    if prev.len() < stride * h || cur.len() < stride * h || !(bpp == 1 || bpp == 3) {
         return Found {
             area: 0.0,
             regions: Vec::new(),
         };
     }
+    // Per column, how many rows of the current band of cells moved (a band is
+    // at most 255 rows, so the counts fit in a byte); folded into the cells at
+    // the end of each band.
+    let mut acc = vec![0u8; w];
+    let mut mask = vec![0u8; if bpp == 1 { 0 } else { stride }];
+    let mut rows_in_acc = 0;
     for y in 0..h {
         let gy = y * GRID_H / h;
         let (a, b) = (&prev[y * stride..][..stride], &cur[y * stride..][..stride]);
-        for (gx, cell) in cells[gy].iter_mut().enumerate() {
-            let (x0, x1) = (col(gx) * bpp, col(gx + 1) * bpp);
-            let n = moved_in(&a[x0..x1], &b[x0..x1], bpp, threshold);
-            *cell += n;
-            moved += n;
+        if bpp == 1 {
+            accumulate_gray(&mut acc, a, b, threshold);
+        } else {
+            accumulate_rgb(&mut acc, &mut mask, a, b, threshold);
+        }
+        rows_in_acc += 1;
+        let band_ends = y + 1 == h || (y + 1) * GRID_H / h != gy;
+        if band_ends || rows_in_acc == 255 {
+            for (gx, cell) in cells[gy].iter_mut().enumerate() {
+                let n: u32 = acc[col(gx)..col(gx + 1)].iter().map(|&c| u32::from(c)).sum();
+                *cell += n;
+                moved += n;
+            }
+            acc.fill(0);
+            rows_in_acc = 0;
         }
     }
     let cell_px = ((w / GRID_W) * (h / GRID_H)).max(1) as f32;

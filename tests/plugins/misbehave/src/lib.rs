@@ -40,7 +40,7 @@ impl AnalyticsPlugin for Misbehave {
             .description("Deliberately broken plugin for the sandbox tests")
             .frames(5.0, false)
             .config_schema(
-                r#"{"type":"object","required":["mode"],"properties":{"mode":{"enum":["ok","loop","grow","trap","flood","huge","capability","sleep","files","slow","refuse"]},"ms":{"type":"integer","minimum":0}}}"#,
+                r#"{"type":"object","required":["mode"],"properties":{"mode":{"enum":["ok","loop","grow","trap","flood","huge","capability","sleep","files","slow","refuse","pixels","pixels-rgb"]},"ms":{"type":"integer","minimum":0}}}"#,
             )
     }
 
@@ -106,6 +106,17 @@ impl AnalyticsPlugin for Misbehave {
                         "write /data: {inside:?}; contained: {contained}"
                     ))),
                 }
+            }
+            // Only fetch the pixels (for the benchmark's breakdown).
+            "pixels" | "pixels-rgb" => {
+                let format = if self.mode == "pixels" {
+                    vigil_plugin_sdk::PixelFormat::Gray8
+                } else {
+                    vigil_plugin_sdk::PixelFormat::Rgb8
+                };
+                let img = frame.pixels(format, 640)?;
+                std::hint::black_box(img.data.len());
+                Ok(())
             }
             "slow" => {
                 let t0 = std::time::Instant::now();
