@@ -141,6 +141,36 @@ pub fn scale(p: &Picture, width: u32) -> Result<Picture> {
     })
 }
 
+/// Scales a picture to exactly `width`×`height` (up or down, aspect ratio not
+/// kept: the caller decides the geometry, e.g. a letterbox). Bilinear, SIMD.
+pub fn scale_to(p: &Picture, width: u32, height: u32) -> Result<Picture> {
+    let (width, height) = (width.max(1), height.max(1));
+    if (width, height) == (p.width, p.height) {
+        return Ok(p.clone());
+    }
+    let (scw, sch) = Picture::chroma_dims(p.width, p.height);
+    let (dcw, dch) = Picture::chroma_dims(width, height);
+    let mut resizer = fr::Resizer::new();
+    let opts =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+    let mut plane = |src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32| -> Result<Vec<u8>> {
+        let src = fr::images::ImageRef::new(sw, sh, src, fr::PixelType::U8)
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("scale: {e}")))?;
+        let mut dst = fr::images::Image::new(dw, dh, fr::PixelType::U8);
+        resizer
+            .resize(&src, &mut dst, &opts)
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("scale: {e}")))?;
+        Ok(dst.into_vec())
+    };
+    Ok(Picture {
+        width,
+        height,
+        y: plane(&p.y, p.width, p.height, width, height)?,
+        u: plane(&p.u, scw, sch, dcw, dch)?,
+        v: plane(&p.v, scw, sch, dcw, dch)?,
+    })
+}
+
 /// The luma plane scaled so the width is at most `max_width` (0: full size):
 /// `(width, height, pixels)`, one byte per pixel.
 pub fn gray8(p: &Picture, max_width: u32) -> Result<(u32, u32, Vec<u8>)> {
@@ -162,6 +192,11 @@ pub fn rgb8(p: &Picture, max_width: u32) -> Result<(u32, u32, Vec<u8>)> {
         None
     };
     let p = s.as_ref().unwrap_or(p);
+    Ok((p.width, p.height, to_rgb(p)))
+}
+
+/// The picture as RGB at its own size (3 bytes per pixel, BT.601 limited range).
+pub fn to_rgb(p: &Picture) -> Vec<u8> {
     let (w, h) = (p.width as usize, p.height as usize);
     let cw = w.div_ceil(2);
     let mut out = vec![0u8; w * h * 3];
@@ -178,7 +213,7 @@ pub fn rgb8(p: &Picture, max_width: u32) -> Result<(u32, u32, Vec<u8>)> {
             px[2] = ((y + 516 * u + 128) >> 8).clamp(0, 255) as u8;
         }
     }
-    Ok((p.width, p.height, out))
+    out
 }
 
 /// A reusable JPEG encoder (libjpeg-turbo), 4:2:0, fed I420 planes directly.

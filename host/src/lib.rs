@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod hls;
+pub mod inference;
 pub mod ingest;
 pub mod media;
 pub mod mjpeg;

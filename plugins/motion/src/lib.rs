@@ -187,7 +187,10 @@ pub fn difference(
         let band_ends = y + 1 == h || (y + 1) * GRID_H / h != gy;
         if band_ends || rows_in_acc == 255 {
             for (gx, cell) in cells[gy].iter_mut().enumerate() {
-                let n: u32 = acc[col(gx)..col(gx + 1)].iter().map(|&c| u32::from(c)).sum();
+                let n: u32 = acc[col(gx)..col(gx + 1)]
+                    .iter()
+                    .map(|&c| u32::from(c))
+                    .sum();
                 *cell += n;
                 moved += n;
             }
