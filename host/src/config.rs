@@ -83,6 +83,10 @@ pub struct PluginsConfig {
     /// Rule plugins get their ticks from the input's timeline (`Input::Tick`)
     /// instead of the clock: the offline runner replaying an events file.
     pub replay_ticks: bool,
+    /// `[inference]`: models and the inference pool.
+    pub inference: crate::inference::InferenceConfig,
+    /// `[inference] models_dir` was given (else: `data_dir/models`).
+    pub inference_models_dir_set: bool,
 }
 
 impl Default for PluginsConfig {
@@ -94,6 +98,8 @@ impl Default for PluginsConfig {
             max_instances: 2000,
             events_per_second: 50,
             replay_ticks: false,
+            inference: Default::default(),
+            inference_models_dir_set: false,
         }
     }
 }
@@ -353,6 +359,8 @@ struct RawConfig {
     #[serde(default)]
     plugins: RawPlugins,
     #[serde(default)]
+    inference: RawInference,
+    #[serde(default)]
     plugin: Vec<RawPlugin>,
     #[serde(default)]
     camera: Vec<RawCamera>,
@@ -454,6 +462,15 @@ struct RawPlugin {
 struct RawEvents {
     max_age_days: Option<Spanned<u64>>,
     max_events: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInference {
+    threads: Option<Spanned<usize>>,
+    queue: Option<Spanned<usize>>,
+    max_model_mib: Option<Spanned<usize>>,
+    models_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -707,13 +724,13 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             .unwrap_or_default();
         if let Some(g) = grants
             .iter()
-            .find(|g| !matches!(g.as_str(), "http" | "state" | "files"))
+            .find(|g| !matches!(g.as_str(), "http" | "state" | "files" | "inference"))
         {
             let span = p.grants.as_ref().map_or(0..0, |s| s.span());
             return Err(err(
                 span,
                 "plugin.grants",
-                format!("{g:?} is not a capability: use http, state or files"),
+                format!("{g:?} is not a capability: use http, state, files or inference"),
             ));
         }
         let path = PathBuf::from(p.path.get_ref());
@@ -841,6 +858,32 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             ));
         }
         plugins.events_per_second = *m.get_ref();
+    }
+    let ri = &raw.inference;
+    let range = |v: &Option<Spanned<usize>>, key: &str, lo: usize, hi: usize| match v {
+        None => Ok(None),
+        Some(s) if (lo..=hi).contains(s.get_ref()) => Ok(Some(*s.get_ref())),
+        Some(s) => Err(err(
+            s.span(),
+            key,
+            format!("{} is out of range {lo}..={hi}", s.get_ref()),
+        )),
+    };
+    if let Some(t) = range(&ri.threads, "inference.threads", 1, 256)? {
+        plugins.inference.threads = t;
+    }
+    if let Some(q) = range(&ri.queue, "inference.queue", 1, 10_000)? {
+        plugins.inference.queue = q;
+    }
+    if let Some(m) = range(&ri.max_model_mib, "inference.max_model_mib", 1, 4096)? {
+        plugins.inference.max_model_bytes = m << 20;
+    }
+    if let Some(d) = &ri.models_dir {
+        if d.get_ref().is_empty() {
+            return Err(err(d.span(), "inference.models_dir", "is empty".into()));
+        }
+        plugins.inference.models_dir = PathBuf::from(d.get_ref());
+        plugins.inference_models_dir_set = true;
     }
     let mut webrtc = WebrtcConfig::default();
     let w = &raw.webrtc;

@@ -64,9 +64,13 @@ enum PluginCmd {
         /// Frame rate of a raw .h264 input.
         #[arg(long, default_value_t = 15.0)]
         fps: f64,
-        /// Capabilities to grant (http, state, files).
+        /// Capabilities to grant (http, state, files, inference).
         #[arg(long, value_delimiter = ',')]
         grant: Vec<String>,
+        /// Directory of installed models (`<name>.onnx`) for the inference
+        /// capability.
+        #[arg(long, env = "VIGIL_MODELS_DIR")]
+        models_dir: Option<PathBuf>,
         /// Hosts the http capability may reach.
         #[arg(long, value_delimiter = ',')]
         http_allow: Vec<String>,
@@ -165,6 +169,7 @@ fn main() -> ExitCode {
                         grant,
                         http_allow,
                         duration_s,
+                        models_dir,
                     },
             } => {
                 let text = match config.strip_prefix('@') {
@@ -183,6 +188,7 @@ fn main() -> ExitCode {
                     grants: grant,
                     http_allow: http_allow.iter().map(|h| h.to_ascii_lowercase()).collect(),
                     duration: std::time::Duration::from_secs_f64(duration_s.clamp(0.0, 86_400.0)),
+                    models_dir,
                 };
                 let mut out = std::io::stdout();
                 let n = vigil::plugins::offline::run(opts, &mut out).await?;

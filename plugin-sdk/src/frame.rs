@@ -107,6 +107,11 @@ impl<'a> Frame<'a> {
         Self { raw }
     }
 
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn raw(&self) -> &'a frames::Frame {
+        self.raw
+    }
+
     /// The camera's id (the same as [`crate::camera`]).
     ///
     /// ```no_run

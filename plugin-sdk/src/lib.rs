@@ -115,6 +115,7 @@ pub mod __bindings {
 mod event;
 mod frame;
 pub mod http;
+pub mod inference;
 pub mod log;
 mod manifest;
 mod packet;

@@ -27,6 +27,9 @@ pub enum Capability {
     /// `/data` (use `std::fs`); on the host it is
     /// `data_dir/plugin-files/{plugin}/{camera}/`.
     Files,
+    /// Loading and running neural-network models on the host
+    /// ([`crate::inference`]).
+    Inference,
 }
 
 impl Capability {
@@ -35,6 +38,7 @@ impl Capability {
             Capability::Http => "http",
             Capability::State => "state",
             Capability::Files => "files",
+            Capability::Inference => "inference",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod analytics {
         exports: { default: async },
         with: {
             "vigil:plugin/frames.frame": crate::plugins::host_impl::FrameData,
+            "vigil:plugin/inference.model": crate::plugins::host_impl::ModelHandle,
         },
     });
 }

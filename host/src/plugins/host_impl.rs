@@ -14,7 +14,7 @@ use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::bindings::analytics::vigil::plugin::{frames, host, state, types};
+use super::bindings::analytics::vigil::plugin::{frames, host, inference, state, types};
 use super::kv::Kv;
 use crate::codec::Picture;
 use crate::events::{self, Event, Events};
@@ -43,6 +43,8 @@ pub struct InstanceCtx {
     /// Largest linear memory the instance reached, bytes.
     pub memory_peak: AtomicU64,
     pub bucket: Mutex<TokenBucket>,
+    /// The host's models and inference pool.
+    pub inference: Arc<crate::inference::Inference>,
 }
 
 impl InstanceCtx {
@@ -437,6 +439,121 @@ impl frames::HostFrame for PluginState {
     async fn drop(&mut self, f: Resource<FrameData>) -> wasmtime::Result<()> {
         // The guest only ever borrows frames; the host deletes them after the call.
         let _ = self.table.delete(f);
+        Ok(())
+    }
+}
+
+/// A model a plugin loaded (the shared plan).
+#[derive(Debug)]
+pub struct ModelHandle(pub Arc<crate::inference::Model>);
+
+fn dims(shape: &[usize]) -> Vec<u32> {
+    shape.iter().map(|&d| d as u32).collect()
+}
+
+impl inference::Host for PluginState {
+    async fn load(
+        &mut self,
+        source: inference::ModelSource,
+    ) -> wasmtime::Result<Result<Resource<ModelHandle>, String>> {
+        if !self.ctx.granted("inference") {
+            return Ok(Err(
+                "the inference capability is not granted to this plugin".into(),
+            ));
+        }
+        let inf = self.ctx.inference.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let bytes = match source {
+                inference::ModelSource::Bytes(b) => b,
+                inference::ModelSource::Installed(name) => inf.installed(&name)?,
+            };
+            inf.load(&bytes)
+        })
+        .await;
+        match loaded {
+            Ok(Ok(m)) => Ok(Ok(self.table.push(ModelHandle(m))?)),
+            Ok(Err(e)) => Ok(Err(e.message().to_string())),
+            Err(e) => Ok(Err(format!("model loading failed: {e}"))),
+        }
+    }
+}
+
+impl inference::HostModel for PluginState {
+    async fn input(&mut self, m: Resource<ModelHandle>) -> wasmtime::Result<inference::TensorInfo> {
+        let i = &self.table.get(&m)?.0.input;
+        Ok(inference::TensorInfo {
+            name: i.name.clone(),
+            shape: dims(&i.shape),
+        })
+    }
+    async fn outputs(
+        &mut self,
+        m: Resource<ModelHandle>,
+    ) -> wasmtime::Result<Vec<inference::TensorInfo>> {
+        Ok(self
+            .table
+            .get(&m)?
+            .0
+            .outputs
+            .iter()
+            .map(|o| inference::TensorInfo {
+                name: o.name.clone(),
+                shape: dims(&o.shape),
+            })
+            .collect())
+    }
+    async fn run_frame(
+        &mut self,
+        m: Resource<ModelHandle>,
+        f: Resource<FrameData>,
+        spec: inference::InputSpec,
+    ) -> wasmtime::Result<Result<inference::RunOutput, String>> {
+        use crate::inference::{Fit, InputSpec, Layout};
+        let model = self.table.get(&m)?.0.clone();
+        let picture = self.table.get(&f)?.picture.clone();
+        let spec = InputSpec {
+            layout: match spec.layout {
+                inference::Layout::Nchw => Layout::Nchw,
+                inference::Layout::Nhwc => Layout::Nhwc,
+            },
+            bgr: spec.bgr,
+            fit: match spec.fit {
+                inference::Fit::Stretch => Fit::Stretch,
+                inference::Fit::Letterbox => Fit::Letterbox,
+            },
+            scale: spec.scale,
+            mean: [spec.mean.0, spec.mean.1, spec.mean.2],
+            std: [spec.std.0, spec.std.1, spec.std.2],
+            pad: spec.pad,
+        };
+        if spec.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+            return Ok(Err("input-spec: std must be finite and not 0".into()));
+        }
+        // Waiting counts against the call's deadline.
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let inf = self.ctx.inference.clone();
+        Ok(match inf.run_picture(model, picture, spec, left).await {
+            Ok((tensors, p)) => Ok(inference::RunOutput {
+                tensors: tensors
+                    .into_iter()
+                    .map(|t| inference::Tensor {
+                        name: t.name,
+                        shape: dims(&t.shape),
+                        data: t.data,
+                    })
+                    .collect(),
+                placement: inference::Placement {
+                    left: p.left,
+                    top: p.top,
+                    width: p.width,
+                    height: p.height,
+                },
+            }),
+            Err(e) => Err(e.message().to_string()),
+        })
+    }
+    async fn drop(&mut self, m: Resource<ModelHandle>) -> wasmtime::Result<()> {
+        self.table.delete(m)?;
         Ok(())
     }
 }

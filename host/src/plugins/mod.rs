@@ -167,6 +167,8 @@ pub struct Plugins {
     data_dir: PathBuf,
     next_id: AtomicU64,
     pub dispatch_lagged: AtomicU64,
+    /// Models and the inference pool (the `inference` capability).
+    pub inference: Arc<crate::inference::Inference>,
 }
 
 impl std::fmt::Debug for Plugins {
@@ -200,6 +202,11 @@ impl Plugins {
             .fold(cfg.memory_limit, usize::max);
         let runtime = Arc::new(Runtime::new(cfg.max_instances, max_memory)?);
         let kv = Arc::new(kv::Kv::open(&data_dir)?);
+        let mut icfg = cfg.inference.clone();
+        if icfg.models_dir.is_relative() && !cfg.inference_models_dir_set {
+            icfg.models_dir = data_dir.join("models");
+        }
+        let inference = crate::inference::Inference::new(icfg)?;
         // Plugin code runs on its own runtime, on its own threads.
         let (htx, hrx) = std::sync::mpsc::channel();
         let (stx, srx) = oneshot::channel::<()>();
@@ -244,6 +251,7 @@ impl Plugins {
             data_dir,
             next_id: AtomicU64::new(1),
             dispatch_lagged: AtomicU64::new(0),
+            inference,
         });
         for p in plugins {
             let inst = Arc::new(Installed {
@@ -356,6 +364,7 @@ impl Plugins {
             emit_rejected: AtomicU64::new(0),
             memory_peak: AtomicU64::new(0),
             bucket: Mutex::new(TokenBucket::new(self.cfg.events_per_second)),
+            inference: self.inference.clone(),
         })
     }
 
@@ -731,6 +740,8 @@ impl Plugins {
         if let Some(tx) = self.shutdown.lock().unwrap().take() {
             let _ = tx.send(());
         }
+        let inference = self.inference.clone();
+        let _ = tokio::task::spawn_blocking(move || inference.shutdown()).await;
     }
 }
 

@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub http_allow: Vec<String>,
     /// How long to run on an RTSP input.
     pub duration: Duration,
+    /// Where installed models are (the `inference` capability).
+    pub models_dir: Option<PathBuf>,
 }
 
 fn plugin_config(wasm: &Path, grants: Vec<String>, http_allow: Vec<String>) -> PluginConfig {
@@ -63,6 +65,7 @@ async fn start(
     wasm: &Path,
     grants: Vec<String>,
     http_allow: Vec<String>,
+    models_dir: Option<PathBuf>,
 ) -> Result<(Arc<Plugins>, Arc<Events>, PluginConfig, PathBuf)> {
     let dir = std::env::temp_dir().join(format!("vigil-plugin-run-{}", rand::random::<u64>()));
     let events = Events::open(&dir, Default::default())?;
@@ -72,6 +75,11 @@ async fn start(
             max_instances: 4,
             events_per_second: 100_000,
             replay_ticks: true,
+            inference_models_dir_set: models_dir.is_some(),
+            inference: crate::inference::InferenceConfig {
+                models_dir: models_dir.unwrap_or_default(),
+                ..Default::default()
+            },
             ..PluginsConfig::default()
         },
         std::slice::from_ref(&pc),
@@ -84,7 +92,7 @@ async fn start(
 
 /// `vigil plugin inspect`: the manifest as JSON.
 pub async fn inspect(wasm: &Path) -> Result<serde_json::Value> {
-    let (plugins, _events, pc, dir) = start(wasm, Vec::new(), Vec::new()).await?;
+    let (plugins, _events, pc, dir) = start(wasm, Vec::new(), Vec::new(), None).await?;
     let info = plugins.plugin(&pc.id)?;
     plugins.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -181,8 +189,13 @@ pub fn read_clip(path: &Path, fps: f64) -> Result<Vec<Frame>> {
 /// `vigil plugin run`: prints the plugin's events as JSON lines on `out`; returns
 /// how many it emitted.
 pub async fn run(opts: RunOptions, out: &mut (dyn Write + Send)) -> Result<u64> {
-    let (plugins, events, pc, dir) =
-        start(&opts.wasm, opts.grants.clone(), opts.http_allow.clone()).await?;
+    let (plugins, events, pc, dir) = start(
+        &opts.wasm,
+        opts.grants.clone(),
+        opts.http_allow.clone(),
+        opts.models_dir.clone(),
+    )
+    .await?;
     let result = run_inner(&plugins, &events, &pc, &opts, out).await;
     plugins.stop().await;
     let _ = std::fs::remove_dir_all(&dir);

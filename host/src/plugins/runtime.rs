@@ -373,11 +373,11 @@ pub async fn read_manifest(
         )
     })?;
     for c in &m.capabilities {
-        if !matches!(c.as_str(), "http" | "state" | "files") {
+        if !matches!(c.as_str(), "http" | "state" | "files" | "inference") {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!(
-                    "the manifest asks for an unknown capability {c:?} (known: http, state, files)"
+                    "the manifest asks for an unknown capability {c:?} (known: http, state, files, inference)"
                 ),
             ));
         }
