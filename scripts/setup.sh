@@ -19,6 +19,8 @@ for p in gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gir1.2-gstreame
 done
 # Browser tests drive Debian's Chromium through playwright-core (never a downloaded browser).
 have chromium || need_apt+=(chromium)
+# Real footage with people for the detection tests (vtest.avi).
+pkg_missing opencv-doc && need_apt+=(opencv-doc)
 have node || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
@@ -40,3 +42,6 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "setup: installing the browser-test driver (playwright-core) from npm"
   npm ci --prefix tests/browser --no-audit --no-fund >/dev/null
 fi
+# The object-detection model (converted from the original Darknet weights; cached,
+# nothing downloads at run time). See docs/models/yolov3-tiny.md.
+scripts/fetch-model.sh >/dev/null

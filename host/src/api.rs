@@ -770,6 +770,48 @@ async fn metrics(State(s): State<AppState>) -> Response {
         "Plugin binaries compiled (a binary already compiled is reused).",
         &mut std::iter::once((String::new(), s.plugins.compilations().to_string())),
     );
+    let inf = &s.plugins.inference.stats;
+    for (name, help, v) in [
+        (
+            "vigil_inference_runs_total",
+            "Model runs on the inference pool.",
+            inf.runs.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "vigil_inference_saturated_total",
+            "Runs refused because the inference pool's queue was full (frames skipped).",
+            inf.saturated.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "vigil_inference_failures_total",
+            "Runs that failed.",
+            inf.failures.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "vigil_inference_models_loaded_total",
+            "Distinct models loaded (optimized once, shared).",
+            inf.models_loaded.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    ] {
+        family(
+            name,
+            "counter",
+            help,
+            &mut std::iter::once((String::new(), v.to_string())),
+        );
+    }
+    family(
+        "vigil_inference_run_seconds_total",
+        "counter",
+        "Time spent in model runs (input building included).",
+        &mut std::iter::once((
+            String::new(),
+            format!(
+                "{:.6}",
+                inf.run_ns_total.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+            ),
+        )),
+    );
     let (stored, rejected) = s.events.counters();
     family(
         "vigil_events_stored_total",

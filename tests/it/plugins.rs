@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::*;
 
 /// A plugin built by scripts/build-plugins.sh.
-fn wasm(name: &str) -> String {
+pub(crate) fn wasm(name: &str) -> String {
     let exe = std::env::current_exe().unwrap();
     let target = exe.parent().unwrap().parent().unwrap().parent().unwrap();
     let p = target
@@ -368,7 +368,7 @@ async fn webhook_delivers_to_allowed_hosts_and_is_denied_elsewhere() {
 }
 
 /// Inter-frame arrival times (ms) of a camera's video over `secs`.
-async fn frame_gaps(host: &vigil::app::Host, camera: &str, secs: u64) -> Vec<f64> {
+pub(crate) async fn frame_gaps(host: &vigil::app::Host, camera: &str, secs: u64) -> Vec<f64> {
     let cam = host
         .state
         .cameras
@@ -394,7 +394,7 @@ async fn frame_gaps(host: &vigil::app::Host, camera: &str, secs: u64) -> Vec<f64
     gaps
 }
 
-fn p99(v: &[f64]) -> f64 {
+pub(crate) fn p99(v: &[f64]) -> f64 {
     v[((v.len() - 1) as f64 * 0.99).round() as usize]
 }
 

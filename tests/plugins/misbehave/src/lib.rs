@@ -10,7 +10,11 @@
 //! - `capability`: uses storage and HTTP it was not granted;
 //! - `sleep`: sleeps in a host call for 30 s;
 //! - `files`: writes into its `/data` directory, tries to leave it;
-//! - `slow`: works `ms` milliseconds per frame (under its deadline).
+//! - `slow`: works `ms` milliseconds per frame (under its deadline);
+//! - `models`: tries to load bad models (not ONNX, an input of free size, one
+//!   larger than the host allows) and reports the host's errors;
+//! - `pixels`, `pixels-rgb`: only fetches the frame's pixels (benchmark);
+//! - `refuse`: refuses its configuration.
 
 use vigil_plugin_sdk::{
     AnalyticsPlugin, BBox, Detection, Error, Frame, Manifest, NewEvent, Result,
@@ -40,7 +44,7 @@ impl AnalyticsPlugin for Misbehave {
             .description("Deliberately broken plugin for the sandbox tests")
             .frames(5.0, false)
             .config_schema(
-                r#"{"type":"object","required":["mode"],"properties":{"mode":{"enum":["ok","loop","grow","trap","flood","huge","capability","sleep","files","slow","refuse","pixels","pixels-rgb"]},"ms":{"type":"integer","minimum":0}}}"#,
+                r#"{"type":"object","required":["mode"],"properties":{"mode":{"enum":["ok","loop","grow","trap","flood","huge","capability","sleep","files","slow","refuse","pixels","pixels-rgb","models"]},"ms":{"type":"integer","minimum":0}}}"#,
             )
     }
 
@@ -106,6 +110,21 @@ impl AnalyticsPlugin for Misbehave {
                         "write /data: {inside:?}; contained: {contained}"
                     ))),
                 }
+            }
+            "models" => {
+                use vigil_plugin_sdk::inference::Model;
+                let errors: Vec<String> = [
+                    Model::from_bytes(b"definitely not ONNX"),
+                    Model::installed("dynamic"),
+                    Model::installed("large"),
+                ]
+                .into_iter()
+                .map(|r| match r {
+                    Ok(_) => "loaded".to_string(),
+                    Err(e) => e.to_string(),
+                })
+                .collect();
+                Err(Error::Failed(errors.join(" | ")))
             }
             // Only fetch the pixels (for the benchmark's breakdown).
             "pixels" | "pixels-rgb" => {
