@@ -468,6 +468,7 @@ struct RawEvents {
 #[serde(deny_unknown_fields)]
 struct RawInference {
     threads: Option<Spanned<usize>>,
+    threads_per_run: Option<Spanned<usize>>,
     queue: Option<Spanned<usize>>,
     max_model_mib: Option<Spanned<usize>>,
     models_dir: Option<Spanned<String>>,
@@ -871,6 +872,9 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     };
     if let Some(t) = range(&ri.threads, "inference.threads", 1, 256)? {
         plugins.inference.threads = t;
+    }
+    if let Some(t) = range(&ri.threads_per_run, "inference.threads_per_run", 1, 64)? {
+        plugins.inference.threads_per_run = t;
     }
     if let Some(q) = range(&ri.queue, "inference.queue", 1, 10_000)? {
         plugins.inference.queue = q;

@@ -26,8 +26,11 @@ use crate::error::{Error, ErrorKind, Result};
 /// `[inference]` settings.
 #[derive(Clone, Debug)]
 pub struct InferenceConfig {
-    /// Worker threads running models.
+    /// Worker threads running models (runs in parallel).
     pub threads: usize,
+    /// Threads one run may use (tract's multithreaded executor): lower latency
+    /// per frame, same total CPU.
+    pub threads_per_run: usize,
     /// Runs waiting for a worker beyond which new ones are refused.
     pub queue: usize,
     /// Largest model accepted, in bytes.
@@ -40,6 +43,7 @@ impl Default for InferenceConfig {
     fn default() -> Self {
         Self {
             threads: 1,
+            threads_per_run: 1,
             queue: 4,
             max_model_bytes: 256 << 20,
             models_dir: "data/models".into(),
@@ -250,7 +254,7 @@ impl Inference {
         {
             return Ok(m);
         }
-        let model = Arc::new(build(bytes, digest)?);
+        let model = Arc::new(build(bytes, digest, self.cfg.threads_per_run)?);
         self.stats.models_loaded.fetch_add(1, Ordering::Relaxed);
         let mut cache = self.cache.lock().unwrap();
         cache.retain(|_, w| w.strong_count() > 0);
@@ -325,7 +329,7 @@ impl Inference {
 }
 
 /// Parses, checks and optimizes a model.
-fn build(bytes: &[u8], digest: [u8; 32]) -> Result<Model> {
+fn build(bytes: &[u8], digest: [u8; 32], threads_per_run: usize) -> Result<Model> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         err(ErrorKind::InvalidArgument, format!("{what}: {e}"))
     };
@@ -396,8 +400,17 @@ fn build(bytes: &[u8], digest: [u8; 32]) -> Result<Model> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let options = tract_onnx::tract_core::runtime::RunOptions {
+        executor: (threads_per_run > 1).then(|| {
+            tract_linalg::multithread::Executor::multithread_with_name(
+                threads_per_run,
+                "inference-mt",
+            )
+        }),
+        ..Default::default()
+    };
     let plan = optimized
-        .into_runnable()
+        .into_runnable_with_options(&options)
         .map_err(|e| bad("cannot plan the model", &format!("{e:#}")))?;
     Ok(Model {
         digest,
@@ -547,6 +560,7 @@ mod tests {
     fn inference() -> Arc<Inference> {
         Inference::new(InferenceConfig {
             threads: 1,
+            threads_per_run: 1,
             queue: 1,
             max_model_bytes: 1 << 20,
             models_dir: std::env::temp_dir(),

@@ -311,3 +311,52 @@ async fn a_saturated_inference_pool_drops_frames_and_never_blocks_ingest() {
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The host's tract output matches onnxruntime (Python, from PyPI) on the very
+/// same input tensor, which the host built from a real frame (letterboxed).
+#[test]
+fn tract_matches_onnxruntime_on_the_same_input() {
+    let dir = scratch_dir("detect-ort");
+    let frame = dir.join("frame.yuv");
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-ss", "2", "-i"])
+        .arg("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "yuv420p"])
+        .arg(&frame)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let infer = vigil_bin().parent().unwrap().join("examples/infer");
+    let python = models_dir().parent().unwrap().join("py/bin/python");
+    for name in ["yolov3-tiny-416x416", "yolov3-tiny-768x576"] {
+        let model = models_dir().join(format!("{name}.onnx"));
+        let out = dir.join(name);
+        let run = Command::new(&infer)
+            .arg(&model)
+            .args(["--runs", "1", "--width", "768", "--height", "576", "--i420"])
+            .arg(&frame)
+            .arg("--dump")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{run:?}");
+        let cmp = Command::new(&python)
+            .arg(repo_root().join("tools/compare_onnxruntime.py"))
+            .arg(&model)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(cmp.status.success(), "{cmp:?}");
+        let v: serde_json::Value = serde_json::from_slice(&cmp.stdout).unwrap();
+        eprintln!("{name}: tract vs onnxruntime {v}");
+        // Scores (probabilities) within 1e-4, boxes within 0.01 px (measured:
+        // 7e-6 and 0.0008 px).
+        assert!(v["score_max_abs"].as_f64().unwrap() < 1e-4, "{name}: {v}");
+        assert!(v["box_max_abs_px"].as_f64().unwrap() < 0.01, "{name}: {v}");
+        assert!(
+            v["boxes_over_0.25"].as_u64().unwrap() >= 3,
+            "{name}: a frame with people: {v}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
