@@ -10,11 +10,14 @@
 //!
 //! - `bench plugins`: the motion kernel as a plugin vs natively, instantiation time
 //!   and memory, 2 000 idle instances in the real host (see `plugins.rs`).
+//! - `bench detect`: YOLOv3-tiny latency, tract (the host's path) against
+//!   onnxruntime; detections per second across cameras (see `detect.rs`).
 //!
 //! Deliberately dependency-light (std + serde_json): HTTP here is a few blocking
 //! GETs on loopback.
 
 mod bench;
+mod detect;
 mod live;
 mod plugins;
 mod util;
@@ -28,12 +31,14 @@ fn main() -> anyhow::Result<()> {
             Some("ingest") => bench::ingest(&bench::Options::parse(&args[2..])?),
             Some("live") => live::run(&live::Options::parse(&args[2..])?),
             Some("plugins") => plugins::run(&plugins::Options::parse(&args[2..])?),
-            other => bail!("unknown benchmark {other:?}; available: ingest, live, plugins"),
+            Some("detect") => detect::run(&detect::Options::parse(&args[2..])?),
+            other => bail!("unknown benchmark {other:?}; available: ingest, live, plugins, detect"),
         },
         Some("help") | None => {
             println!("cargo xtask bench ingest [--counts 100,500,1000] [--ffmpeg-counts 25,100] [--seconds 30] [--no-hls]");
             println!("cargo xtask bench live [--only jpeg,snapshot,ttff,g2g,egress] [--viewers 50,100]");
             println!("cargo xtask bench plugins [--runs 3] [--instances 1000] [--cameras 1000] [--seconds 20]");
+            println!("cargo xtask bench detect [--runs 20] [--cameras 10] [--fps 2] [--seconds 30]");
             Ok(())
         }
         Some(other) => bail!("unknown task {other:?}; try `cargo xtask help`"),
