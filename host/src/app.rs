@@ -171,6 +171,21 @@ pub mod demo {
         /// Where the demo keeps its events and plugin state.
         #[arg(long, default_value = "./data")]
         pub data_dir: std::path::PathBuf,
+        /// An H.264 clip with people (scripts/demo.sh uses vtest.avi); with
+        /// `--models-dir` and the plugins, one more camera loops it and runs
+        /// `detect` (and `zones` on its detections).
+        #[arg(long)]
+        pub people_clip: Option<std::path::PathBuf>,
+        /// Installed models for `detect` (`yolov3-tiny-416x416.onnx`).
+        #[arg(long)]
+        pub models_dir: Option<std::path::PathBuf>,
+    }
+
+    /// The optional camera with people and object detection.
+    #[derive(Debug)]
+    pub struct People<'a> {
+        pub camsim: &'a Camsim,
+        pub models_dir: &'a std::path::Path,
     }
 
     /// The demo's config: every simulated camera, the last one on demand.
@@ -180,6 +195,7 @@ pub mod demo {
         n: usize,
         plugins: Option<&std::path::Path>,
         data_dir: &std::path::Path,
+        people: Option<People<'_>>,
     ) -> anyhow::Result<Config> {
         let toml_str = |p: &std::path::Path| {
             p.display()
@@ -196,7 +212,16 @@ pub mod demo {
                 .map(|d| d.join(format!("vigil_plugin_{name}.wasm")))
                 .filter(|p| p.exists())
         };
-        let (motion, zones) = (plugin("motion"), plugin("zones"));
+        let (motion, zones, detect) = (plugin("motion"), plugin("zones"), plugin("detect"));
+        let people = people
+            .filter(|p| detect.is_some() && p.models_dir.join("yolov3-tiny-416x416.onnx").exists());
+        if let (Some(p), Some(d)) = (&people, &detect) {
+            text.push_str(&format!(
+                "\n[inference]\nmodels_dir = \"{}\"\nthreads = 1\n\n[[plugin]]\nid = \"detect\"\npath = \"{}\"\ngrants = [\"inference\"]\n",
+                toml_str(p.models_dir),
+                toml_str(d)
+            ));
+        }
         if let Some(p) = &motion {
             text.push_str(&format!(
                 "\n[[plugin]]\nid = \"motion\"\npath = \"{}\"\n",
@@ -227,6 +252,18 @@ pub mod demo {
                 );
             }
         }
+        if let Some(p) = &people {
+            text.push_str(&format!(
+                "\n[[camera]]\nid = \"people\"\nname = \"People (object detection)\"\nurl = \"{}\"\n\
+                 [[camera.plugin]]\nid = \"detect\"\nconfig = {{ fps = 2 }}\n",
+                p.camsim.url(0)
+            ));
+            if zones.is_some() {
+                text.push_str(
+                    "[[camera.plugin]]\nid = \"zones\"\nconfig = { loiter_seconds = 5, zones = [{ name = \"walkway\", polygon = [[0.3, 0.3], [0.7, 0.3], [0.7, 0.8], [0.3, 0.8]] }] }\n",
+                );
+            }
+        }
         Ok(config::parse("<demo defaults>", &text)?)
     }
 
@@ -243,12 +280,28 @@ pub mod demo {
             stamp: false,
         })
         .await?;
+        let people_sim = match (&args.people_clip, &args.models_dir) {
+            (Some(clip), Some(_)) => Some(
+                Camsim::start(&CamsimArgs {
+                    listen: "127.0.0.1:0".parse()?,
+                    streams: 1,
+                    input: Some(clip.clone()),
+                    ..CamsimArgs::default()
+                })
+                .await?,
+            ),
+            _ => None,
+        };
         let cfg = demo_config(
             args.listen,
             &sim,
             args.cameras,
             args.plugins.as_deref(),
             &args.data_dir,
+            people_sim
+                .as_ref()
+                .zip(args.models_dir.as_deref())
+                .map(|(camsim, models_dir)| People { camsim, models_dir }),
         )?;
         let host = super::Host::start(cfg).await?;
         println!(
@@ -271,6 +324,9 @@ pub mod demo {
         }
         host.stop().await;
         sim.shutdown().await;
+        if let Some(s) = people_sim {
+            s.shutdown().await;
+        }
         Ok(())
     }
 }
