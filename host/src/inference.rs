@@ -171,7 +171,11 @@ impl Inference {
                     loop {
                         let job = rx.lock().unwrap().recv();
                         match job {
-                            Ok(job) => job(),
+                            // A panic in a run (a bug in tract on odd input)
+                            // loses that run, not the worker.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
                             Err(_) => break,
                         }
                     }
@@ -278,6 +282,9 @@ impl Inference {
         let (tx, rx) = oneshot::channel();
         let stats = self.stats.clone();
         let job: Job = Box::new(move || {
+            if tx.is_closed() {
+                return; // the caller gave up (its deadline passed): skip the work
+            }
             let t0 = Instant::now();
             let r = input_tensor(&model, &picture, &spec)
                 .and_then(|(t, placement)| Ok((model.run(t)?, placement)));
@@ -293,7 +300,10 @@ impl Inference {
         self.submit(job)?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(err(ErrorKind::Unavailable, "the inference pool stopped")),
+            Ok(Err(_)) => Err(err(
+                ErrorKind::Internal,
+                "the inference run was lost (it failed on the worker, or the pool stopped)",
+            )),
             Err(_) => Err(err(
                 ErrorKind::DeadlineExceeded,
                 format!(
@@ -327,6 +337,9 @@ impl Inference {
         }
     }
 }
+
+/// Largest side of an image input accepted (the input tensor is built per run).
+const MAX_SIDE: usize = 4096;
 
 /// Parses, checks and optimizes a model.
 fn build(bytes: &[u8], digest: [u8; 32], threads_per_run: usize) -> Result<Model> {
@@ -370,6 +383,12 @@ fn build(bytes: &[u8], digest: [u8; 32], threads_per_run: usize) -> Result<Model
                 "the model's input is {:?}; f32 is supported",
                 fact.datum_type
             ),
+        ));
+    }
+    if shape.len() == 4 && shape.iter().any(|&d| d == 0 || d > MAX_SIDE) {
+        return Err(err(
+            ErrorKind::InvalidArgument,
+            format!("the model's input shape {shape:?} has a side of 0 or over {MAX_SIDE}"),
         ));
     }
     if shape.len() != 4 || shape[0] != 1 || !(shape[1] == 3 || shape[3] == 3) {

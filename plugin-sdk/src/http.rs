@@ -55,9 +55,10 @@ pub fn post_json(url: &str, body: &[u8], headers: &[(&str, &str)]) -> Result<u16
     imp::post_json(url, body, headers, None)
 }
 
-/// [`post_json`] that gives up after `timeout` to connect and again to the first
-/// response byte (the host caps both at 5 s), so a dead receiver cannot make the
-/// call overrun its deadline: pass what is left of your time budget.
+/// [`post_json`] that gives up within about `timeout`: half of it to connect,
+/// half to the first response byte (the host caps both at 5 s), so a dead or
+/// silent receiver cannot make the call overrun its deadline: pass what is left
+/// of your time budget.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -126,7 +127,8 @@ mod imp {
             .map_err(|_| format!("bad path {path:?}"))?;
         let out = req.body().map_err(|_| "cannot open the request body")?;
         let options = timeout.map(|t| {
-            let ns = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX).max(1);
+            // Connecting and waiting for the answer share the time.
+            let ns = u64::try_from(t.as_nanos() / 2).unwrap_or(u64::MAX).max(1);
             let o = RequestOptions::new();
             // Refusals only mean the host keeps its own (shorter) bound.
             let _ = o.set_connect_timeout(Some(ns));

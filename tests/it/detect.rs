@@ -279,7 +279,7 @@ async fn a_saturated_inference_pool_drops_frames_and_never_blocks_ingest() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     // The victim has no plugin: its cadence is measured while the others load
     // the pool, then compared with the pool idle (plugins disabled).
-    let busy = frame_gaps(&host, "victim", 5).await;
+    let busy = frame_gaps(&host, "victim", 8).await;
     let (_, _, m) = get(&format!("http://{}/metrics", host.addr)).await;
     let m = String::from_utf8_lossy(&m).into_owned();
     for i in 1..5 {
@@ -292,7 +292,7 @@ async fn a_saturated_inference_pool_drops_frames_and_never_blocks_ingest() {
         .await;
         assert_eq!(st, 204);
     }
-    let idle = frame_gaps(&host, "victim", 5).await;
+    let idle = frame_gaps(&host, "victim", 8).await;
     let (saturated, runs) = (
         metric(&m, "vigil_inference_saturated_total"),
         metric(&m, "vigil_inference_runs_total"),

@@ -262,18 +262,29 @@ async fn webhook_delivers_to_allowed_hosts_and_is_denied_elsewhere() {
     let (other_port, other_bodies) = receiver().await;
     let (flaky_port, flaky_bodies) = receiver_failing_first(2).await;
     let dead_port = free_port();
+    // A receiver that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
     let host = start_host(&format!(
         "[[plugin]]\nid = \"webhook\"\npath = \"{w}\"\ngrants = [\"http\"]\nhttp_allow = [\"127.0.0.1\"]\ncall_timeout_ms = 10000\n\
          [[plugin]]\nid = \"webhook-ungranted\"\npath = \"{w}\"\ncall_timeout_ms = 10000\n\
          [[plugin]]\nid = \"webhook-retry\"\npath = \"{w}\"\ngrants = [\"http\"]\nhttp_allow = [\"127.0.0.1:{flaky_port}\", \"127.0.0.1:{dead_port}\"]\n\
          [[plugin]]\nid = \"webhook-dead\"\npath = \"{w}\"\ngrants = [\"http\"]\nhttp_allow = [\"127.0.0.1:{dead_port}\"]\n\
+         [[plugin]]\nid = \"webhook-silent\"\npath = \"{w}\"\ngrants = [\"http\"]\nhttp_allow = [\"127.0.0.1:{silent_port}\"]\n\
          [[camera]]\nid = \"a\"\nurl = \"{}\"\n\
          [[camera.plugin]]\nid = \"webhook\"\nconfig = {{ url = \"http://127.0.0.1:{port}/hook\", kinds = [\"alarm\"] }}\n\
          [[camera]]\nid = \"b\"\nurl = \"{}\"\n\
          [[camera.plugin]]\nid = \"webhook\"\nconfig = {{ url = \"http://localhost:{other_port}/hook\", retries = 1 }}\n\
          [[camera.plugin]]\nid = \"webhook-ungranted\"\nconfig = {{ url = \"http://127.0.0.1:{other_port}/hook\", retries = 0 }}\n\
          [[camera.plugin]]\nid = \"webhook-retry\"\nconfig = {{ url = \"http://127.0.0.1:{flaky_port}/hook\", backoff_ms = 50 }}\n\
-         [[camera.plugin]]\nid = \"webhook-dead\"\nconfig = {{ url = \"http://127.0.0.1:{dead_port}/hook\", retries = 10, backoff_ms = 100 }}\n",
+         [[camera.plugin]]\nid = \"webhook-dead\"\nconfig = {{ url = \"http://127.0.0.1:{dead_port}/hook\", retries = 10, backoff_ms = 100 }}\n\
+         [[camera.plugin]]\nid = \"webhook-silent\"\nconfig = {{ url = \"http://127.0.0.1:{silent_port}/hook\" }}\n",
         sim.url(0),
         sim.url(1),
         w = wasm("vigil_plugin_webhook"),
@@ -363,6 +374,20 @@ async fn webhook_delivers_to_allowed_hosts_and_is_denied_elsewhere() {
     );
     assert_eq!(dead["state"], "running");
     eprintln!("webhook to a dead receiver: {err}");
+    // One that never answers: the request times out within the budget too.
+    let silent = wait_for("the silent give-up", Duration::from_secs(10), || async {
+        let s = plugin_status(&host, "b", "webhook-silent").await;
+        (s["errors"].as_u64() >= Some(1)).then_some(s)
+    })
+    .await;
+    let err = silent["last_error"].as_str().unwrap();
+    assert!(err.contains("gave up after"), "{err}");
+    assert_eq!(
+        (silent["traps"].as_u64(), silent["restarts"].as_u64()),
+        (Some(0), Some(0)),
+        "{silent}"
+    );
+    eprintln!("webhook to a silent receiver: {err}");
     host.stop().await;
     sim.shutdown().await;
 }

@@ -462,6 +462,7 @@ impl inference::Host for PluginState {
             ));
         }
         let inf = self.ctx.inference.clone();
+        let t0 = Instant::now();
         let loaded = tokio::task::spawn_blocking(move || {
             let bytes = match source {
                 inference::ModelSource::Bytes(b) => b,
@@ -470,6 +471,9 @@ impl inference::Host for PluginState {
             inf.load(&bytes)
         })
         .await;
+        // Building a plan is the host's work, not the plugin's: it does not
+        // count against the call's deadline.
+        self.deadline += t0.elapsed();
         match loaded {
             Ok(Ok(m)) => Ok(Ok(self.table.push(ModelHandle(m))?)),
             Ok(Err(e)) => Ok(Err(e.message().to_string())),

@@ -261,6 +261,9 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 struct Running {
     store: Store<PluginState>,
     bound: Bound,
+    /// Packets are skipped until a video key frame: a fresh instance (a start,
+    /// a restart, a new configuration) never begins mid-GOP, whatever was queued.
+    awaiting_key: bool,
 }
 
 impl Actor {
@@ -299,7 +302,11 @@ impl Actor {
         })
         .await;
         match outcome {
-            Outcome::Ok(()) => Ok(Running { store, bound }),
+            Outcome::Ok(()) => Ok(Running {
+                store,
+                bound,
+                awaiting_key: true,
+            }),
             Outcome::PluginError(m) => Err(StartFailure {
                 message: format!("the plugin refused its configuration: {m}"),
                 refused: true,
@@ -359,6 +366,13 @@ impl Actor {
             }
             (Input::Tick(now), Bound::Rule(_)) => return self.tick(run, now).await,
             (Input::Packet(p), Bound::Output(b)) => {
+                let wants_video = self.plugin.manifest.packets.is_some_and(|r| r.video);
+                if run.awaiting_key && wants_video {
+                    if !(p.video && p.key) {
+                        return Ok(());
+                    }
+                    run.awaiting_key = false;
+                }
                 let packet = p.to_wit();
                 call(&mut run.store, self.call_timeout, &stats, async |s| {
                     b.vigil_plugin_output_plugin()
@@ -474,6 +488,7 @@ impl Actor {
                     if let Some(first) = first.take() {
                         if refused {
                             // Never ran: not enabled. The caller reports why.
+                            self.stats.error(&message);
                             let _ = first.send(Err(Error::new(ErrorKind::InvalidConfig, message)));
                             break 'outer;
                         }

@@ -5,8 +5,11 @@
 //! GOP cache at start is absorbed); if the plugin stays behind, the camera's ring
 //! drops this reader's backlog and reports the lag. After a lag or a cleared
 //! inbox (a restart) the missed packets are counted as drops and video resumes at
-//! the next key frame, so the plugin never gets a GOP with a hole. Nothing here
-//! can block ingest: the ring never waits for its readers.
+//! the next key frame; and every fresh instance (start, restart, new
+//! configuration) skips queued packets until a video key frame. Known hole: the
+//! inbox is shared with events, and an event pushed into a full inbox drops the
+//! oldest entry, which may be a packet in the middle of a GOP. Nothing here can
+//! block ingest: the ring never waits for its readers.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

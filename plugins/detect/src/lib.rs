@@ -327,6 +327,11 @@ impl AnalyticsPlugin for Detect {
 
     fn on_frame(&mut self, frame: &Frame<'_>) -> Result<()> {
         let now = (frame.media_time_ns().max(0) / 1_000_000) as u64;
+        // Media time starts over when the camera reconnects: forget the past.
+        if self.last_run_ms.is_some_and(|t| now < t) {
+            self.last_run_ms = None;
+            self.gate = None;
+        }
         let interval = (1000.0 / self.cfg.fps) as u64;
         if self
             .last_run_ms

@@ -326,6 +326,10 @@ impl AnalyticsPlugin for Motion {
         }
         // The camera's clock, not the wall clock: the same live and offline.
         let now = (frame.media_time_ns().max(0) / 1_000_000) as u64;
+        // Media time starts over when the camera reconnects.
+        if self.last_event_ms.is_some_and(|t| now < t) {
+            self.last_event_ms = None;
+        }
         if self
             .last_event_ms
             .is_some_and(|t| now.saturating_sub(t) < self.cfg.cooldown_ms)
