@@ -54,6 +54,9 @@ pub struct Inbox {
     /// Signalled when an entry is taken (room for [`Inbox::push_wait`]).
     room: Notify,
     pub dropped: AtomicU64,
+    /// Events dropped by [`Inbox::push_event`] (also in `dropped_total` of the
+    /// status; kept apart so the packet pump does not take them for a gap).
+    pub events_dropped: AtomicU64,
     pub received: AtomicU64,
 }
 
@@ -65,6 +68,7 @@ impl Inbox {
             notify: Notify::new(),
             room: Notify::new(),
             dropped: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
             received: AtomicU64::new(0),
         }
     }
@@ -76,6 +80,31 @@ impl Inbox {
             if q.len() >= self.cap {
                 q.pop_front();
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            q.push_back(i);
+        }
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+
+    /// Queues an event beside packets: when full, the oldest queued *event* is
+    /// dropped (counted), never a packet, so a packet stream keeps its GOPs
+    /// whole; with no event queued, this one is dropped (counted).
+    pub fn push_event(&self, i: Input) {
+        {
+            let mut q = self.q.lock().unwrap();
+            if q.len() >= self.cap {
+                let oldest_event = q.iter().position(|x| !matches!(x, Input::Packet(_)));
+                match oldest_event {
+                    Some(at) => {
+                        q.remove(at);
+                        self.events_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {
+                        self.events_dropped.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
             }
             q.push_back(i);
         }
@@ -566,5 +595,58 @@ impl std::fmt::Debug for Control {
 impl std::fmt::Debug for Actor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Actor")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::packets::PacketInput;
+
+    fn packet(key: bool) -> Input {
+        Input::Packet(Arc::new(PacketInput {
+            video: true,
+            codec: "h264",
+            pts_ns: 0,
+            key,
+            generation: 1,
+            data: vec![0, 0, 0, 1],
+        }))
+    }
+
+    fn kinds(inbox: &Inbox) -> Vec<&'static str> {
+        inbox
+            .q
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|i| match i {
+                Input::Packet(p) if p.key => "K",
+                Input::Packet(_) => "P",
+                Input::Tick(_) => "T",
+                _ => "?",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_never_push_packets_out() {
+        let inbox = Inbox::new(3);
+        inbox.push_event(Input::Tick(1));
+        inbox.push(packet(true));
+        inbox.push(packet(false));
+        // Full: the new event replaces the oldest event, not a packet.
+        inbox.push_event(Input::Tick(2));
+        assert_eq!(kinds(&inbox), ["K", "P", "T"]);
+        assert_eq!(inbox.events_dropped.load(Ordering::Relaxed), 1);
+        // Full of packets only: the event is the one dropped.
+        let inbox = Inbox::new(2);
+        inbox.push(packet(true));
+        inbox.push(packet(false));
+        inbox.push_event(Input::Tick(3));
+        assert_eq!(kinds(&inbox), ["K", "P"]);
+        assert_eq!(inbox.events_dropped.load(Ordering::Relaxed), 1);
+        // The packet pump's gap counter is untouched by event drops.
+        assert_eq!(inbox.dropped.load(Ordering::Relaxed), 0);
     }
 }

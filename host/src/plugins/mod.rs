@@ -305,7 +305,7 @@ impl Plugins {
             if camera != &ev.camera || inst.kind == Kind::Analytics || plugin == &ev.plugin {
                 continue;
             }
-            inst.inbox.push(Input::Event(ev.clone()));
+            inst.inbox.push_event(Input::Event(ev.clone()));
         }
     }
 
@@ -662,7 +662,8 @@ impl Plugins {
             mean_call_ms: (calls > 0).then(|| total as f64 / calls as f64 / 1e6),
             max_call_ms: s.call_ns_max.load(Ordering::Relaxed) as f64 / 1e6,
             inputs: i.inbox.received.load(Ordering::Relaxed),
-            dropped: i.inbox.dropped.load(Ordering::Relaxed),
+            dropped: i.inbox.dropped.load(Ordering::Relaxed)
+                + i.inbox.events_dropped.load(Ordering::Relaxed),
             events_emitted: i.ctx.emitted.load(Ordering::Relaxed),
             events_rejected: i.ctx.emit_rejected.load(Ordering::Relaxed),
             http_denied: i.http_denied.load(Ordering::Relaxed),

@@ -6,10 +6,10 @@
 //! drops this reader's backlog and reports the lag. After a lag or a cleared
 //! inbox (a restart) the missed packets are counted as drops and video resumes at
 //! the next key frame; and every fresh instance (start, restart, new
-//! configuration) skips queued packets until a video key frame. Known hole: the
-//! inbox is shared with events, and an event pushed into a full inbox drops the
-//! oldest entry, which may be a packet in the middle of a GOP. Nothing here can
-//! block ingest: the ring never waits for its readers.
+//! configuration) skips queued packets until a video key frame. Events share the
+//! inbox but never push a packet out (`Inbox::push_event` drops the oldest event,
+//! or the new one). Nothing here can block ingest: the ring never waits for its
+//! readers.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
