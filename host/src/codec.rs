@@ -118,27 +118,7 @@ pub fn scale(p: &Picture, width: u32) -> Result<Picture> {
     }
     let height =
         ((u64::from(p.height) * u64::from(width) / u64::from(p.width.max(1))) as u32).max(2) & !1;
-    let (scw, sch) = Picture::chroma_dims(p.width, p.height);
-    let (dcw, dch) = Picture::chroma_dims(width, height);
-    let mut resizer = fr::Resizer::new();
-    let opts =
-        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
-    let mut plane = |src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32| -> Result<Vec<u8>> {
-        let src = fr::images::ImageRef::new(sw, sh, src, fr::PixelType::U8)
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("scale: {e}")))?;
-        let mut dst = fr::images::Image::new(dw, dh, fr::PixelType::U8);
-        resizer
-            .resize(&src, &mut dst, &opts)
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("scale: {e}")))?;
-        Ok(dst.into_vec())
-    };
-    Ok(Picture {
-        width,
-        height,
-        y: plane(&p.y, p.width, p.height, width, height)?,
-        u: plane(&p.u, scw, sch, dcw, dch)?,
-        v: plane(&p.v, scw, sch, dcw, dch)?,
-    })
+    scale_to(p, width, height)
 }
 
 /// Scales a picture to exactly `width`×`height` (up or down, aspect ratio not

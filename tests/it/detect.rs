@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::plugins::{frame_gaps, p99, wasm};
+use crate::plugins::{events, frame_gaps, p99, plugin_status as status, wasm};
 use crate::support::*;
 
 /// Where scripts/fetch-model.sh put the converted models.
@@ -62,21 +62,6 @@ fn empty_clip(dir: &std::path::Path) -> PathBuf {
         .expect("ffmpeg");
     assert!(st.success());
     out
-}
-
-async fn status(host: &vigil::app::Host, camera: &str, plugin: &str) -> serde_json::Value {
-    get_json(&format!(
-        "http://{}/api/cameras/{camera}/plugins/{plugin}",
-        host.addr
-    ))
-    .await
-}
-
-async fn events(host: &vigil::app::Host, query: &str) -> Vec<serde_json::Value> {
-    get_json(&format!("http://{}/api/events?{query}", host.addr)).await["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn metric(text: &str, name: &str) -> f64 {

@@ -28,7 +28,11 @@ pub(crate) fn wasm(name: &str) -> String {
     p.display().to_string()
 }
 
-async fn plugin_status(host: &vigil::app::Host, camera: &str, plugin: &str) -> serde_json::Value {
+pub(crate) async fn plugin_status(
+    host: &vigil::app::Host,
+    camera: &str,
+    plugin: &str,
+) -> serde_json::Value {
     get_json(&format!(
         "http://{}/api/cameras/{camera}/plugins/{plugin}",
         host.addr
@@ -36,7 +40,7 @@ async fn plugin_status(host: &vigil::app::Host, camera: &str, plugin: &str) -> s
     .await
 }
 
-async fn events(host: &vigil::app::Host, query: &str) -> Vec<serde_json::Value> {
+pub(crate) async fn events(host: &vigil::app::Host, query: &str) -> Vec<serde_json::Value> {
     get_json(&format!("http://{}/api/events?{query}", host.addr)).await["events"]
         .as_array()
         .cloned()

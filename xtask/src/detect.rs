@@ -51,10 +51,6 @@ impl Options {
     }
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from)
-}
-
 fn cache() -> PathBuf {
     std::env::var_os("VIGIL_CACHE").map_or_else(
         || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vigil"),
@@ -100,10 +96,7 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     if !st.success() {
         bail!("scripts/setup.sh failed");
     }
-    let st = Command::new(repo_root().join("scripts/build-plugins.sh")).status()?;
-    if !st.success() {
-        bail!("scripts/build-plugins.sh failed");
-    }
+    build_plugins()?;
     eprintln!("building vigil (release) with the infer example…");
     let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([

@@ -52,18 +52,6 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from)
-}
-
-fn build_plugins() -> anyhow::Result<PathBuf> {
-    let st = Command::new(repo_root().join("scripts/build-plugins.sh")).status()?;
-    if !st.success() {
-        bail!("scripts/build-plugins.sh failed");
-    }
-    Ok(target_dir().join("wasm32-wasip2/release"))
-}
-
 /// A 640×360, 15 fps H.264 clip with motion everywhere (ffmpeg's testsrc2).
 fn clip() -> anyhow::Result<PathBuf> {
     let p = target_dir().join("bench-640x360.mp4");

@@ -206,3 +206,17 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
+
+/// The cargo target directory (`CARGO_TARGET_DIR`, else `target/`).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from)
+}
+
+/// Builds every plugin (`scripts/build-plugins.sh`); returns where the `.wasm` are.
+pub(crate) fn build_plugins() -> anyhow::Result<PathBuf> {
+    let st = Command::new(repo_root().join("scripts/build-plugins.sh")).status()?;
+    if !st.success() {
+        anyhow::bail!("scripts/build-plugins.sh failed");
+    }
+    Ok(target_dir().join("wasm32-wasip2/release"))
+}
