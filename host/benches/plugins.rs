@@ -11,6 +11,12 @@
 //!
 //! `plugins --wasm-dir DIR --clip clip.mp4 [--frames 150] [--instances 1000]`
 //! prints one JSON object.
+//!
+//! With `--detect-models DIR` (run by `cargo xtask bench detect`) it measures only
+//! the plugin path of object detection instead: the `detect` plugin's call per
+//! analysed frame (WIT call, input built on the host, the model run, the output
+//! copied into the plugin, decoding and NMS there, the event) against the same
+//! model run on the host's pool directly, on the clip's frames.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,6 +103,37 @@ fn main() {
             if pictures.len() >= n_frames {
                 break;
             }
+        }
+        if let Some(models) = arg(&args, "--detect-models") {
+            let model = arg(&args, "--model").unwrap_or_else(|| "yolov3-tiny-416x416".into());
+            let detect = dir.join("vigil_plugin_detect.wasm");
+            let b = Bench::start_with(&detect, 4, &["inference"], Some(std::path::Path::new(&models)))
+                .await
+                .unwrap();
+            // Frames 250 ms apart in media time at fps = 4: every frame is analysed.
+            let cfg = serde_json::json!({"model": model, "fps": 4, "motion_gate": false});
+            let every = Duration::from_millis(250);
+            let _ = b.frames_every(cfg.clone(), &pictures[..3], every).await.unwrap();
+            let _ = b.infer_direct(&model, &pictures[..3]).await.unwrap();
+            // Interleaved halves, so drift on a shared machine hits both sides.
+            let (mut plugin, mut direct) = (Vec::new(), Vec::new());
+            for chunk in pictures.chunks(pictures.len().div_ceil(2).max(1)) {
+                plugin.extend(b.frames_every(cfg.clone(), chunk, every).await.unwrap().call);
+                direct.extend(b.infer_direct(&model, chunk).await.unwrap());
+            }
+            let (pm, dm) = (median(&plugin), median(&direct));
+            println!(
+                "{}",
+                serde_json::json!({
+                    "frames": pictures.len(), "width": pictures[0].width, "height": pictures[0].height,
+                    "model": model,
+                    "plugin_call_us": pm, "plugin_call_p90_us": pct(&plugin, 0.9),
+                    "direct_us": dm, "direct_p90_us": pct(&direct, 0.9),
+                    "overhead_us": pm - dm, "ratio": pm / dm,
+                })
+            );
+            b.stop().await;
+            return;
         }
         assert_eq!((pictures[0].width, pictures[0].height), (640, 360), "the clip must be 640×360");
         let motion = dir.join("vigil_plugin_motion.wasm");

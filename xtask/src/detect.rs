@@ -98,7 +98,7 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     }
     build_plugins()?;
     eprintln!("building vigil (release) with the infer example…");
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let st = cargo()
         .args([
             "build",
             "--release",
@@ -163,7 +163,64 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
             );
         }
     }
+    plugin_path(o, &models)?;
     end_to_end(o, &release, &models)
+}
+
+/// The plugin path against calling the host's pool directly, per analysed
+/// frame (`host/benches/plugins.rs --detect-models`), medians over runs.
+fn plugin_path(o: &Options, models: &Path) -> anyhow::Result<()> {
+    let wasm = build_plugins()?;
+    let clip = people_clip()?;
+    println!(
+        "\n### Plugin path vs the host's pool directly (768×576 frames of vtest.avi, one thread, medians)\n"
+    );
+    println!("| model | detect plugin call | pool directly | overhead | ratio |");
+    println!("|---|---|---|---|---|");
+    for model in ["yolov3-tiny-416x416", "yolov3-tiny-768x576"] {
+        let mut runs = Vec::new();
+        for _ in 0..o.runs.clamp(1, 5) {
+            let out = cargo()
+                .args([
+                    "bench", "--quiet", "-p", "vigil", "--bench", "plugins", "--",
+                ])
+                .arg("--wasm-dir")
+                .arg(&wasm)
+                .arg("--clip")
+                .arg(&clip)
+                .args(["--frames", "40", "--model", model])
+                .arg("--detect-models")
+                .arg(models)
+                .current_dir(repo_root())
+                .stderr(Stdio::inherit())
+                .output()?;
+            if !out.status.success() {
+                bail!("the plugin-path bench failed");
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text
+                .lines()
+                .rfind(|l| l.starts_with('{'))
+                .context("no report")?;
+            runs.push(serde_json::from_str::<serde_json::Value>(line)?);
+        }
+        let med = |k: &str| {
+            median(
+                &mut runs
+                    .iter()
+                    .map(|r| r[k].as_f64().unwrap_or(f64::NAN))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        println!(
+            "| {model} | {:.1} ms | {:.1} ms | {:.2} ms | {:.3}× |",
+            med("plugin_call_us") / 1e3,
+            med("direct_us") / 1e3,
+            med("overhead_us") / 1e3,
+            med("ratio"),
+        );
+    }
+    Ok(())
 }
 
 fn end_to_end(o: &Options, release: &Path, models: &Path) -> anyhow::Result<()> {

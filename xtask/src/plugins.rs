@@ -48,10 +48,6 @@ impl Options {
     }
 }
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
-
 /// A 640×360, 15 fps H.264 clip with motion everywhere (ffmpeg's testsrc2).
 fn clip() -> anyhow::Result<PathBuf> {
     let p = target_dir().join("bench-640x360.mp4");

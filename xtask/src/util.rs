@@ -220,3 +220,8 @@ pub(crate) fn build_plugins() -> anyhow::Result<PathBuf> {
     }
     Ok(target_dir().join("wasm32-wasip2/release"))
 }
+
+/// The cargo that runs this xtask.
+pub(crate) fn cargo() -> std::process::Command {
+    std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}

@@ -76,12 +76,22 @@ fn camera(id: &str) -> Result<Arc<Camera>> {
 impl Bench {
     /// Installs `wasm` in a fresh manager sized for `max_instances`.
     pub async fn start(wasm: &Path, max_instances: usize) -> Result<Bench> {
+        Self::start_with(wasm, max_instances, &[], None).await
+    }
+
+    /// As [`Bench::start`], granting `grants`, with models in `models_dir`.
+    pub async fn start_with(
+        wasm: &Path,
+        max_instances: usize,
+        grants: &[&str],
+        models_dir: Option<&Path>,
+    ) -> Result<Bench> {
         let dir = std::env::temp_dir().join(format!("vigil-bench-{}", rand::random::<u64>()));
         let events = Events::open(&dir, Default::default())?;
         let pc = PluginConfig {
             id: "bench".into(),
             path: wasm.to_path_buf(),
-            grants: Vec::new(),
+            grants: grants.iter().map(|g| g.to_string()).collect(),
             http_allow: Vec::new(),
             call_timeout: Some(Duration::from_secs(10)),
             memory_limit: None,
@@ -91,6 +101,11 @@ impl Bench {
             PluginsConfig {
                 max_instances,
                 events_per_second: 1_000_000,
+                inference: crate::inference::InferenceConfig {
+                    models_dir: models_dir.map_or_else(Default::default, Path::to_path_buf),
+                    ..Default::default()
+                },
+                inference_models_dir_set: models_dir.is_some(),
                 ..PluginsConfig::default()
             },
             std::slice::from_ref(&pc),
@@ -110,11 +125,22 @@ impl Bench {
     }
 
     /// Runs every picture through one instance configured with `config`, one at
-    /// a time (each waits for the previous call).
+    /// a time (each waits for the previous call), 15 fps apart in media time.
     pub async fn frames(
         &self,
         config: serde_json::Value,
         pictures: &[Arc<Picture>],
+    ) -> Result<FrameTimes> {
+        self.frames_every(config, pictures, Duration::from_nanos(66_666_667))
+            .await
+    }
+
+    /// As [`Bench::frames`], with `interval` between the frames' media times.
+    pub async fn frames_every(
+        &self,
+        config: serde_json::Value,
+        pictures: &[Arc<Picture>],
+        interval: Duration,
     ) -> Result<FrameTimes> {
         let cam = camera("bench-frames")?;
         // Frames are pushed by hand: no feeder (the fake camera never streams).
@@ -139,7 +165,7 @@ impl Bench {
             let t0 = Instant::now();
             inst.inbox.push(Input::Frame(FrameInput {
                 picture: p.clone(),
-                media_ns: i as i64 * 66_666_667,
+                media_ns: i as i64 * interval.as_nanos() as i64,
                 wall_ms: crate::events::now_ms(),
                 key: i == 0,
             }));
@@ -228,6 +254,43 @@ impl Bench {
             rss_before_kib,
             rss_alive_kib,
         })
+    }
+
+    /// Pictures run through `model` (installed name) on the host's inference
+    /// pool directly, as a plugin's `run-frame` would build them (letterbox,
+    /// RGB, NCHW, /255), without the plugin: one at a time, each timed.
+    pub async fn infer_direct(
+        &self,
+        model: &str,
+        pictures: &[Arc<Picture>],
+    ) -> Result<Vec<Duration>> {
+        let inf = self.plugins.inference.clone();
+        let m = {
+            let inf = inf.clone();
+            let name = model.to_string();
+            tokio::task::spawn_blocking(move || inf.load(&inf.installed(&name)?))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))??
+        };
+        let mut times = Vec::with_capacity(pictures.len());
+        for p in pictures {
+            let spec = crate::inference::InputSpec {
+                layout: crate::inference::Layout::Nchw,
+                bgr: false,
+                fit: crate::inference::Fit::Letterbox,
+                scale: 1.0 / 255.0,
+                mean: [0.0; 3],
+                std: [1.0; 3],
+                pad: 128,
+            };
+            let t0 = Instant::now();
+            let out = inf
+                .run_picture(m.clone(), p.clone(), spec, Duration::from_secs(10))
+                .await?;
+            times.push(t0.elapsed());
+            std::hint::black_box(out);
+        }
+        Ok(times)
     }
 
     pub async fn stop(self) {

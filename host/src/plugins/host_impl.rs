@@ -42,6 +42,9 @@ pub struct InstanceCtx {
     pub emit_rejected: AtomicU64,
     /// Largest linear memory the instance reached, bytes.
     pub memory_peak: AtomicU64,
+    /// Model runs this instance completed, and runs refused or failed.
+    pub inference_runs: AtomicU64,
+    pub inference_failed: AtomicU64,
     pub bucket: Mutex<TokenBucket>,
     /// The host's models and inference pool.
     pub inference: Arc<crate::inference::Inference>,
@@ -536,7 +539,14 @@ impl inference::HostModel for PluginState {
         // Waiting counts against the call's deadline.
         let left = self.deadline.saturating_duration_since(Instant::now());
         let inf = self.ctx.inference.clone();
-        Ok(match inf.run_picture(model, picture, spec, left).await {
+        let ran = inf.run_picture(model, picture, spec, left).await;
+        let counter = if ran.is_ok() {
+            &self.ctx.inference_runs
+        } else {
+            &self.ctx.inference_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(match ran {
             Ok((tensors, p)) => Ok(inference::RunOutput {
                 tensors: tensors
                     .into_iter()

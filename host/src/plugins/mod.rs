@@ -148,6 +148,10 @@ pub struct InstanceStatus {
     pub events_rejected: u64,
     pub http_denied: u64,
     pub memory_peak_bytes: u64,
+    /// Model runs completed for this instance, and runs refused (pool full,
+    /// deadline) or failed.
+    pub inference_runs: u64,
+    pub inference_failed: u64,
     pub last_error: Option<String>,
     pub uptime_s: Option<f64>,
 }
@@ -363,6 +367,8 @@ impl Plugins {
             emitted: AtomicU64::new(0),
             emit_rejected: AtomicU64::new(0),
             memory_peak: AtomicU64::new(0),
+            inference_runs: AtomicU64::new(0),
+            inference_failed: AtomicU64::new(0),
             bucket: Mutex::new(TokenBucket::new(self.cfg.events_per_second)),
             inference: self.inference.clone(),
         })
@@ -668,6 +674,8 @@ impl Plugins {
             events_rejected: i.ctx.emit_rejected.load(Ordering::Relaxed),
             http_denied: i.http_denied.load(Ordering::Relaxed),
             memory_peak_bytes: i.ctx.memory_peak.load(Ordering::Relaxed),
+            inference_runs: i.ctx.inference_runs.load(Ordering::Relaxed),
+            inference_failed: i.ctx.inference_failed.load(Ordering::Relaxed),
             last_error: s.last_error.lock().unwrap().clone(),
             uptime_s: s.started.lock().unwrap().map(|t| t.elapsed().as_secs_f64()),
         }
