@@ -100,6 +100,8 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/", get(index))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/assets/hls.min.js", get(hls_js))
+        .route("/assets/dashboard.js", get(dashboard_js))
+        .route("/assets/dashboard.css", get(dashboard_css))
         .route("/api/health", get(health))
         .route("/api/cameras", get(list_cameras))
         .route("/api/cameras/{id}", get(get_camera))
@@ -225,6 +227,7 @@ async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": s.started.elapsed().as_secs_f64(),
+        "server_time_ms": crate::events::now_ms(),
         "cameras": s.cameras.len(),
         "camera_states": by_state,
         "hls_muxers": s.hls.active(),
@@ -844,6 +847,14 @@ async fn hls_js() -> Response {
     media("text/javascript", HLS_JS)
 }
 
+async fn dashboard_js() -> Response {
+    media("text/javascript", include_str!("../web/dashboard.js"))
+}
+
+async fn dashboard_css() -> Response {
+    media("text/css", include_str!("../web/dashboard.css"))
+}
+
 /// The embeddable player page (`?protocol=whep|hls|mjpeg|auto`).
 async fn player(
     State(s): State<AppState>,
@@ -853,8 +864,9 @@ async fn player(
     Ok(Html(include_str!("../web/player.html")))
 }
 
+/// The dashboard (`host/web/dashboard.*`, embedded).
 async fn index() -> Html<&'static str> {
-    Html(include_str!("../web/index.html"))
+    Html(include_str!("../web/dashboard.html"))
 }
 
 #[cfg(test)]

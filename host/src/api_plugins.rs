@@ -61,14 +61,36 @@ pub async fn put_camera_plugin(
     State(s): State<AppState>,
     Path((id, plugin)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let cam = s.camera_arc(&id)?;
     let config: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
         serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not JSON: {e}")))?
     };
-    Ok(Json(json!(s.plugins.enable(&cam, &plugin, config).await?)))
+    // Schema problems answer 422 with each field's reason as well (for forms).
+    let problems = s.plugins.config_problems(&plugin, &config)?;
+    if !problems.is_empty() {
+        let message = format!(
+            "configuration of plugin {plugin:?} is invalid: {}",
+            problems
+                .iter()
+                .take(5)
+                .map(|(at, e)| format!("{at}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let fields: Vec<serde_json::Value> = problems
+            .iter()
+            .map(|(at, e)| json!({ "pointer": at, "message": e }))
+            .collect();
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": { "kind": "invalid_config", "message": message, "fields": fields } })),
+        )
+            .into_response());
+    }
+    Ok(Json(json!(s.plugins.enable(&cam, &plugin, config).await?)).into_response())
 }
 
 pub async fn delete_camera_plugin(
@@ -258,6 +280,7 @@ pub async fn post_event(
                 severity: e.severity.unwrap_or(Severity::Info),
                 media_start_ns: None,
                 media_end_ns: None,
+                media_wall_ms: None,
                 wall_ms,
                 detections: e.detections,
                 attributes: e.attributes,

@@ -79,6 +79,10 @@ pub struct Event {
     pub media_start_ns: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_end_ns: Option<i64>,
+    /// When the host received the frame at `media_start_ns`, ms since the UNIX
+    /// epoch (when known): what viewers line the event up with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_wall_ms: Option<u64>,
     /// When the host received it, ms since the UNIX epoch.
     pub wall_ms: u64,
     #[serde(default)]
@@ -256,6 +260,8 @@ fn open(path: &Path) -> Result<Connection> {
 struct Body {
     detections: Vec<Detection>,
     attributes: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media_wall_ms: Option<u64>,
 }
 
 impl Events {
@@ -420,6 +426,7 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Event)> {
     let body: Body = serde_json::from_str(&body).unwrap_or(Body {
         detections: Vec::new(),
         attributes: Vec::new(),
+        media_wall_ms: None,
     });
     Ok((
         r.get(0)?,
@@ -432,6 +439,7 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Event)> {
             wall_ms: r.get::<_, i64>(6)? as u64,
             media_start_ns: r.get(7)?,
             media_end_ns: r.get(8)?,
+            media_wall_ms: body.media_wall_ms,
             detections: body.detections,
             attributes: body.attributes,
             has_snapshot: r.get(10)?,
@@ -537,6 +545,7 @@ fn writer(
                     let body = serde_json::to_string(&Body {
                         detections: e.detections.clone(),
                         attributes: e.attributes.clone(),
+                        media_wall_ms: e.media_wall_ms,
                     })
                     .unwrap_or_else(|_| "{\"detections\":[],\"attributes\":[]}".into());
                     stmt.execute(params![
@@ -609,6 +618,7 @@ mod tests {
             severity: Severity::Info,
             media_start_ns: Some(1),
             media_end_ns: None,
+            media_wall_ms: None,
             wall_ms,
             detections: vec![Detection {
                 label: "person".into(),

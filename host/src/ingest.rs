@@ -91,6 +91,29 @@ pub struct Camera {
     pub status: Mutex<CameraStatus>,
     /// Viewers and bytes by output protocol.
     pub outputs: crate::stats::OutputStats,
+    /// Camera media time against the host's wall clock (set while analytics
+    /// decode the camera): places events on the timeline viewers see.
+    pub clock: Arc<MediaClock>,
+}
+
+/// The latest decoded frame's camera media time (ns) and the wall-clock time
+/// (ms since 1970) the host received it.
+#[derive(Debug, Default)]
+pub struct MediaClock(Mutex<Option<(i64, u64)>>);
+
+impl MediaClock {
+    pub fn set(&self, media_ns: i64, wall_ms: u64) {
+        *self.0.lock().unwrap() = Some((media_ns, wall_ms));
+    }
+
+    /// When the host received the frame at `media_ns`, extrapolated from the
+    /// latest frame; `None` without frames or more than a minute away (another
+    /// session's media time).
+    pub fn wall_of(&self, media_ns: i64) -> Option<u64> {
+        let (m, w) = (*self.0.lock().unwrap())?;
+        let delta_ms = (media_ns - m) / 1_000_000;
+        (delta_ms.abs() <= 60_000).then(|| (w as i64 + delta_ms).max(0) as u64)
+    }
 }
 
 impl Camera {
@@ -107,6 +130,7 @@ impl Camera {
             broadcaster: Broadcaster::default(),
             status: Mutex::new(status),
             outputs: Default::default(),
+            clock: Default::default(),
         })
     }
 

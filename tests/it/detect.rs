@@ -10,7 +10,7 @@ use crate::plugins::{events, frame_gaps, p99, plugin_status as status, wasm};
 use crate::support::*;
 
 /// Where scripts/fetch-model.sh put the converted models.
-fn models_dir() -> PathBuf {
+pub(crate) fn models_dir() -> PathBuf {
     let cache = std::env::var_os("VIGIL_CACHE").map_or_else(
         || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/vigil"),
         PathBuf::from,
@@ -25,7 +25,7 @@ fn models_dir() -> PathBuf {
 }
 
 /// `vtest.avi` (Debian's opencv-doc: people walking) as H.264, no B-frames.
-fn people_clip(dir: &std::path::Path) -> PathBuf {
+pub(crate) fn people_clip(dir: &std::path::Path) -> PathBuf {
     let out = dir.join("people.mp4");
     let st = Command::new("ffmpeg")
         .args([

@@ -9,6 +9,7 @@ mod support;
 
 mod camsim;
 mod config_cli;
+mod dashboard;
 mod detect;
 mod hls;
 mod ingest;

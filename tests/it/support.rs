@@ -328,3 +328,128 @@ pub fn rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A headless Chromium page driven command by command (`tests/browser/remote.mjs`,
+/// playwright-core with Debian's Chromium). Killed on drop.
+pub struct Page {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Page {
+    pub async fn open() -> Page {
+        let dir = repo_root().join("tests/browser");
+        assert!(
+            dir.join("node_modules/playwright-core").exists(),
+            "playwright-core is not installed: run scripts/setup.sh (scripts/test.sh does)"
+        );
+        let mut child = tokio::process::Command::new("node")
+            .arg(dir.join("remote.mjs"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run node");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        use tokio::io::AsyncBufReadExt;
+        Page {
+            child,
+            stdin,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// Sends one command; `Err` with the driver's message (and the page's last
+    /// console lines) when it failed.
+    pub async fn cmd(&mut self, c: serde_json::Value) -> Result<serde_json::Value, String> {
+        use tokio::io::AsyncWriteExt;
+        let mut line = c.to_string();
+        line.push('\n');
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+        self.stdin.flush().await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(120), self.lines.next_line())
+            .await
+            .expect("browser driver answered within 120 s")
+            .unwrap()
+            .expect("browser driver exited");
+        let v: serde_json::Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("browser driver said {answer:?}: {e}"));
+        if v["ok"] == true {
+            Ok(v["value"].clone())
+        } else {
+            Err(format!("{}\npage log: {}", v["error"], v["logs"]))
+        }
+    }
+
+    pub async fn goto(&mut self, url: &str) {
+        self.cmd(serde_json::json!({"op": "goto", "url": url}))
+            .await
+            .unwrap_or_else(|e| panic!("goto {url}: {e}"));
+    }
+
+    /// Evaluates a JavaScript expression in the page (its value as JSON).
+    pub async fn eval(&mut self, js: &str) -> serde_json::Value {
+        self.cmd(serde_json::json!({"op": "eval", "js": js}))
+            .await
+            .unwrap_or_else(|e| panic!("eval {js}: {e}"))
+    }
+
+    /// Waits until a JavaScript expression is truthy; its value.
+    pub async fn wait(&mut self, what: &str, js: &str, timeout: Duration) -> serde_json::Value {
+        match self
+            .cmd(serde_json::json!({"op": "wait", "js": js, "ms": timeout.as_millis() as u64}))
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                let state = self
+                    .cmd(serde_json::json!({"op": "eval", "js": "JSON.stringify({tiles: Object.fromEntries(Object.entries(window.dash?.tiles || {}).map(([k, t]) => [k, {state: t.player?.state, protocol: t.player?.protocol, error: t.player?.error, errors: t.player?.errors, frames: t.player?.frames, boxes: t.overlay?.boxes}])), sse: window.dash?.sse})"}))
+                    .await;
+                panic!("waiting for {what}: {e}\ndashboard state: {state:?}")
+            }
+        }
+    }
+
+    pub async fn click(&mut self, selector: &str) {
+        self.cmd(serde_json::json!({"op": "click", "selector": selector}))
+            .await
+            .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+    }
+
+    pub async fn fill(&mut self, selector: &str, value: &str) {
+        self.cmd(serde_json::json!({"op": "fill", "selector": selector, "value": value}))
+            .await
+            .unwrap_or_else(|e| panic!("fill {selector}: {e}"));
+    }
+
+    pub async fn select(&mut self, selector: &str, value: &str) {
+        self.cmd(serde_json::json!({"op": "select", "selector": selector, "value": value}))
+            .await
+            .unwrap_or_else(|e| panic!("select {selector}: {e}"));
+    }
+
+    pub async fn press(&mut self, key: &str) {
+        self.cmd(serde_json::json!({"op": "press", "key": key}))
+            .await
+            .unwrap_or_else(|e| panic!("press {key}: {e}"));
+    }
+
+    /// Screenshot of the page, or of the element `selector` when given.
+    pub async fn screenshot(&mut self, path: &std::path::Path, selector: Option<&str>) {
+        let mut c = serde_json::json!({"op": "screenshot", "path": path});
+        if let Some(s) = selector {
+            c["selector"] = s.into();
+        }
+        self.cmd(c)
+            .await
+            .unwrap_or_else(|e| panic!("screenshot: {e}"));
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.cmd(serde_json::json!({"op": "close"})).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}

@@ -88,9 +88,10 @@ impl Feeder {
         let sinks = feeder.sinks.clone();
         let (decoded, last_error) = (feeder.decoded.clone(), feeder.last_error.clone());
         let id = cam.config.id.clone();
+        let clock = cam.clock.clone();
         if let Err(e) = std::thread::Builder::new()
             .name(format!("analytics-{id}"))
-            .spawn(move || decode_loop(&id, frx, &sinks, &decoded, &last_error))
+            .spawn(move || decode_loop(&id, frx, &sinks, &decoded, &last_error, &clock))
         {
             *feeder.last_error.lock().unwrap() =
                 Some(format!("cannot start the decoder thread: {e}"));
@@ -175,6 +176,7 @@ fn decode_loop(
     sinks: &Mutex<Vec<Sink>>,
     decoded: &AtomicU64,
     last_error: &Mutex<Option<String>>,
+    clock: &crate::ingest::MediaClock,
 ) {
     let mut decoder: Option<Decoder> = None;
     let mut generation = None;
@@ -204,7 +206,10 @@ fn decode_loop(
         decoded.fetch_add(1, Ordering::Relaxed);
         let media_ns =
             f.pts.saturating_mul(1_000_000_000) / i64::from(f.info.video.timescale.max(1));
-        let wall_ms = crate::events::now_ms();
+        // When the frame arrived, not when its decoding finished.
+        let wall_ms = crate::events::now_ms()
+            .saturating_sub(f.received.elapsed().as_millis() as u64);
+        clock.set(media_ns, wall_ms);
         let mut sinks = sinks.lock().unwrap();
         for s in sinks.iter_mut() {
             if !s.sampler.wants(media_ns, f.key) {

@@ -48,6 +48,8 @@ pub struct InstanceCtx {
     pub bucket: Mutex<TokenBucket>,
     /// The host's models and inference pool.
     pub inference: Arc<crate::inference::Inference>,
+    /// The camera's media clock (events get the wall time of their frame).
+    pub clock: Arc<crate::ingest::MediaClock>,
 }
 
 impl InstanceCtx {
@@ -288,14 +290,16 @@ impl host::Host for PluginState {
         }
         let wall_ms = events::now_ms();
         let frame_time = self.current_frame.as_ref().map(|(_, t)| *t);
+        let media_start_ns = ev.media_start_ns.or(frame_time);
         let event = Event {
             id: events::new_id(wall_ms),
             camera: ctx.camera.clone(),
             plugin: ctx.plugin.clone(),
             kind: ev.kind,
             severity: severity(ev.severity),
-            media_start_ns: ev.media_start_ns.or(frame_time),
+            media_start_ns,
             media_end_ns: ev.media_end_ns,
+            media_wall_ms: media_start_ns.and_then(|m| ctx.clock.wall_of(m)),
             wall_ms,
             detections: ev
                 .detections

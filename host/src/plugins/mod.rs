@@ -326,7 +326,7 @@ impl Plugins {
         .map_err(|e| Error::new(ErrorKind::Internal, format!("compile task: {e}")))??;
         let _ = component;
         // Probe instance: reads the manifest under the same limits as any instance.
-        let ctx = self.ctx(&inst.cfg, "(probe)");
+        let ctx = self.ctx(&inst.cfg, "(probe)", Default::default());
         let spec = self.spec(inst, "(probe)", false);
         let timeout = inst.cfg.call_timeout.unwrap_or(self.cfg.call_timeout);
         let rt = self.runtime.clone();
@@ -356,7 +356,12 @@ impl Plugins {
         }))
     }
 
-    fn ctx(&self, cfg: &PluginConfig, camera: &str) -> Arc<InstanceCtx> {
+    fn ctx(
+        &self,
+        cfg: &PluginConfig,
+        camera: &str,
+        clock: Arc<crate::ingest::MediaClock>,
+    ) -> Arc<InstanceCtx> {
         Arc::new(InstanceCtx {
             plugin: cfg.id.clone(),
             camera: camera.to_string(),
@@ -371,6 +376,7 @@ impl Plugins {
             inference_failed: AtomicU64::new(0),
             bucket: Mutex::new(TokenBucket::new(self.cfg.events_per_second)),
             inference: self.inference.clone(),
+            clock,
         })
     }
 
@@ -421,6 +427,16 @@ impl Plugins {
         check_config(&*self.loaded(plugin)?, plugin, config)
     }
 
+    /// The schema's complaints about `config`, field by field (JSON pointer,
+    /// reason): what a form shows next to each field. Empty when it is valid.
+    pub fn config_problems(
+        &self,
+        plugin: &str,
+        config: &serde_json::Value,
+    ) -> Result<Vec<(String, String)>> {
+        config_problems(&*self.loaded(plugin)?, config)
+    }
+
     /// Enables `plugin` on `camera` with `config`, or reconfigures it if enabled.
     pub async fn enable(
         self: &Arc<Self>,
@@ -453,7 +469,7 @@ impl Plugins {
             ));
         }
         let installed = self.installed(plugin)?;
-        let ctx = self.ctx(&installed.cfg, &camera.config.id);
+        let ctx = self.ctx(&installed.cfg, &camera.config.id, camera.clock.clone());
         let spec = self.spec(&installed, &camera.config.id, true);
         let inbox = Arc::new(Inbox::new(installed.cfg.queue));
         let stats = Arc::new(Stats::default());
@@ -754,18 +770,28 @@ impl Plugins {
     }
 }
 
+/// What is wrong with `config` by the plugin's JSON Schema: (JSON pointer of
+/// the field, `/` for the whole, reason), at most 20.
+fn config_problems(loaded: &Loaded, config: &serde_json::Value) -> Result<Vec<(String, String)>> {
+    let validator = jsonschema::validator_for(&loaded.manifest.config_schema)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("plugin schema: {e}")))?;
+    Ok(validator
+        .iter_errors(config)
+        .take(20)
+        .map(|e| {
+            let at = e.instance_path.to_string();
+            let at = if at.is_empty() { "/".to_string() } else { at };
+            (at, e.to_string())
+        })
+        .collect())
+}
+
 /// Checks `config` against a loaded plugin's JSON Schema; the error names the
 /// field (JSON pointer) and the reason.
 fn check_config(loaded: &Loaded, plugin: &str, config: &serde_json::Value) -> Result<()> {
-    let validator = jsonschema::validator_for(&loaded.manifest.config_schema)
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("plugin schema: {e}")))?;
-    let problems: Vec<String> = validator
-        .iter_errors(config)
-        .take(5)
-        .map(|e| {
-            let at = e.instance_path.to_string();
-            format!("{}: {e}", if at.is_empty() { "/".to_string() } else { at })
-        })
+    let problems: Vec<String> = config_problems(loaded, config)?
+        .into_iter()
+        .map(|(at, e)| format!("{at}: {e}"))
         .collect();
     if problems.is_empty() {
         Ok(())

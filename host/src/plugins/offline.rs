@@ -290,6 +290,7 @@ impl ReplayEvent {
             severity: self.severity.unwrap_or(crate::events::Severity::Info),
             media_start_ns: self.media_start_ns,
             media_end_ns: self.media_end_ns,
+            media_wall_ms: None,
             wall_ms,
             detections: self.detections,
             attributes: self.attributes,
