@@ -810,8 +810,9 @@ struct Clock {
     /// Offset from camera pts (per generation) to RTP time; `None` until the first
     /// live frame.
     offset: Option<(u64, i64)>,
-    /// RTP time of the last frame sent.
+    /// RTP time of the last frame sent, and when the host received that frame.
     last: Option<u32>,
+    last_received: Option<Instant>,
     burst: u32,
 }
 
@@ -821,6 +822,7 @@ impl Clock {
             base: rand::random(),
             offset: None,
             last: None,
+            last_received: None,
             burst: 0,
         }
     }
@@ -835,17 +837,26 @@ impl Clock {
         } else {
             let gen_ok = self.offset.is_some_and(|(g, _)| g == f.info.generation);
             if !gen_ok {
-                // First live frame, or a new generation (camera reconnected):
-                // continue one frame interval after the last timestamp sent.
-                let after = self
-                    .last
-                    .map_or(self.base, |l| l.wrapping_add(VIDEO_CLOCK / 30));
+                // First live frame: continue one frame interval after the last
+                // (burst) timestamp. A new generation (the camera reconnected):
+                // continue by the time that really passed, as a camera that went
+                // quiet would, so the viewer's jitter buffer keeps its clock
+                // instead of finding every frame seconds late.
+                let step = match (self.offset, self.last_received) {
+                    (Some(_), Some(at)) => {
+                        let gap = f.received.saturating_duration_since(at).as_secs_f64();
+                        ((gap * f64::from(VIDEO_CLOCK)) as u32).max(VIDEO_CLOCK / 30)
+                    }
+                    _ => VIDEO_CLOCK / 30,
+                };
+                let after = self.last.map_or(self.base, |l| l.wrapping_add(step));
                 self.offset = Some((f.info.generation, i64::from(after) - f.pts));
             }
             let (_, off) = self.offset.unwrap_or((0, 0));
             (f.pts + off) as u32
         };
         self.last = Some(ts);
+        self.last_received = Some(f.received);
         ts
     }
 }
@@ -1037,7 +1048,8 @@ mod tests {
     #[test]
     fn burst_frames_get_compressed_timestamps() {
         let info = crate::media::tests::info();
-        let f = |pts: i64, gen_: u64| Frame {
+        let t0 = Instant::now();
+        let at = |pts: i64, gen_: u64, ms: u64| Frame {
             track: TrackKind::Video,
             pts,
             key: false,
@@ -1046,8 +1058,9 @@ mod tests {
                 generation: gen_,
                 ..(*info).clone()
             }),
-            received: Instant::now(),
+            received: t0 + Duration::from_millis(ms),
         };
+        let f = |pts: i64, gen_: u64| at(pts, gen_, 0);
         let mut c = Clock::new();
         let b = c.base;
         assert_eq!(c.video_ts(&f(0, 1), true), b.wrapping_add(1));
@@ -1056,8 +1069,12 @@ mod tests {
         let l0 = c.video_ts(&f(12000, 1), false);
         assert_eq!(l0, b.wrapping_add(2 + 3000));
         assert_eq!(c.video_ts(&f(18000, 1), false), l0.wrapping_add(6000));
-        // A reconnect restarts pts: timestamps keep increasing.
-        let r = c.video_ts(&f(0, 2), false);
-        assert_eq!(r, l0.wrapping_add(6000 + 3000));
+        // A reconnect restarts pts: timestamps keep increasing, by the time
+        // that passed (5 s here) at least one frame interval.
+        let r = c.video_ts(&at(0, 2, 5000), false);
+        assert_eq!(r, l0.wrapping_add(6000 + 5 * 90_000));
+        assert_eq!(c.video_ts(&at(6000, 2, 5066), false), r.wrapping_add(6000));
+        let q = c.video_ts(&at(0, 3, 5066), false);
+        assert_eq!(q, r.wrapping_add(6000 + 3000));
     }
 }

@@ -207,7 +207,8 @@ impl Bench {
         let (mut start, mut configure) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let rss_before_kib = rss_kib();
         for i in 0..n {
-            let ctx = self.plugins
+            let ctx = self
+                .plugins
                 .ctx(&inst.cfg, &format!("bench{i}"), Default::default());
             let spec = self.plugins.spec(&inst, "bench", false);
             let t0 = Instant::now();

@@ -207,8 +207,8 @@ fn decode_loop(
         let media_ns =
             f.pts.saturating_mul(1_000_000_000) / i64::from(f.info.video.timescale.max(1));
         // When the frame arrived, not when its decoding finished.
-        let wall_ms = crate::events::now_ms()
-            .saturating_sub(f.received.elapsed().as_millis() as u64);
+        let wall_ms =
+            crate::events::now_ms().saturating_sub(f.received.elapsed().as_millis() as u64);
         clock.set(media_ns, wall_ms);
         let mut sinks = sinks.lock().unwrap();
         for s in sinks.iter_mut() {
