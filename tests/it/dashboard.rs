@@ -457,3 +457,92 @@ async fn a_camera_outage_shows_its_reason_and_recovers_without_reload() {
     host.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_and_twenty_cameras_are_paged_and_filtered() {
+    let sim = start_camsim(4, false).await;
+    let mut toml = String::new();
+    for i in 1..=120 {
+        toml.push_str(&format!(
+            "[[camera]]\nid = \"cam-{i:03}\"\nurl = \"{}\"\n",
+            sim.url((i - 1) % 4)
+        ));
+    }
+    let host = start_host(&toml).await;
+    let mut page = Page::open().await;
+    page.goto(&format!("http://{}/?per_page=9", host.addr))
+        .await;
+    // Tiles in view play; those below the fold (9 tiles in two columns) have no
+    // stream until scrolled to.
+    let all_playing = "Object.values(dash.tiles).length === 9 && Object.values(dash.tiles).filter(t => t.visible).length >= 4 && Object.values(dash.tiles).every(t => t.visible ? (t.player && t.player.state === 'playing') : !t.player)";
+    page.wait("page 1 playing", all_playing, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        page.eval("document.querySelector('#page-label').textContent")
+            .await,
+        "page 1 of 14 · 120 cameras"
+    );
+    assert_eq!(
+        page.eval("Object.keys(dash.tiles).sort().join()").await,
+        "cam-001,cam-002,cam-003,cam-004,cam-005,cam-006,cam-007,cam-008,cam-009"
+    );
+    // Next page with the keyboard: the first page's streams end, the next play.
+    page.eval("document.querySelector('#grid .tile').focus()")
+        .await;
+    page.press("PageDown").await;
+    page.wait(
+        "page 2 playing",
+        &format!("Object.keys(dash.tiles).sort()[0] === 'cam-010' && {all_playing}"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let shown = page
+        .eval("Object.values(dash.tiles).filter(t => t.visible).map(t => t.id).sort()")
+        .await;
+    let shown: Vec<String> = serde_json::from_value(shown).unwrap();
+    let viewers = wait_for("only page 2 watched", Duration::from_secs(15), || async {
+        let cams = get_json(&format!("http://{}/api/cameras", host.addr)).await;
+        let watched: Vec<String> = cams
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["outputs"]["webrtc"]["viewers"].as_u64().unwrap_or(0) > 0)
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect();
+        (watched == shown).then_some(watched)
+    })
+    .await;
+    assert_eq!(
+        viewers.first().map(String::as_str),
+        Some("cam-010"),
+        "{viewers:?}"
+    );
+    // Scrolled into view, the rest of the page plays too.
+    page.eval("document.querySelector('.tile[data-camera=cam-018]').scrollIntoView()")
+        .await;
+    page.wait(
+        "the last tile of the page playing",
+        "dash.tiles['cam-018'].player && dash.tiles['cam-018'].player.state === 'playing'",
+        Duration::from_secs(30),
+    )
+    .await;
+    // The filter narrows the set; pages follow it.
+    page.fill("#filter", "cam-11").await;
+    page.wait(
+        "the filtered page",
+        "document.querySelector('#page-label').textContent === 'page 1 of 2 · 10 cameras' && Object.keys(dash.tiles).sort()[0] === 'cam-110'",
+        Duration::from_secs(5),
+    )
+    .await;
+    page.fill("#filter", "").await;
+    page.select("#state-filter", "problems").await;
+    page.wait(
+        "nothing with problems",
+        "Object.keys(dash.tiles).length === 0 && !document.querySelector('#grid-empty').hidden",
+        Duration::from_secs(5),
+    )
+    .await;
+    page.close().await;
+    host.stop().await;
+    sim.shutdown().await;
+}
