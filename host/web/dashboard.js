@@ -211,8 +211,12 @@ const OVERLAY_GONE_MS = 3000;   // then fades out by this age
 const KIND_COLOURS = ['#6fd48a', '#6ab0ff', '#f2c14e', '#ff7b7b', '#c38bff', '#4fd6d6', '#ff9f5a'];
 function colourOf(s) { let x = 0; for (const c of s) x = (x * 31 + c.charCodeAt(0)) >>> 0; return KIND_COLOURS[x % KIND_COLOURS.length]; }
 
+/** Keeps the boxes of analytics plugins' events (rule plugins such as zones
+ *  repeat detections they were given; drawing those again would double them). */
 function rememberDetections(ev) {
   if (!ev.detections || !ev.detections.length) return;
+  const p = dash.plugins.find((x) => x.id === ev.plugin);
+  if (p && p.manifest && p.manifest.kind !== 'analytics') return;
   const t = ev.media_wall_ms || ev.wall_ms;
   let list = dash.detections.get(ev.camera);
   if (!list) { list = []; dash.detections.set(ev.camera, list); }
@@ -222,18 +226,22 @@ function rememberDetections(ev) {
   while (list.length && (list[0].t < cut || list.length > 100)) list.shift();
 }
 
-/** The detections to show on a frame the host received at `frameWall`: the latest
- *  event at or before it (events for frames not yet shown wait), and its age. */
+/** The detections to show on a frame the host received at `frameWall`: per
+ *  plugin, the latest event at or before it (events for frames not yet shown
+ *  wait) that is not too old, with its age. */
 function detectionsFor(camera, frameWall) {
   const list = dash.detections.get(camera);
-  if (!list) return null;
+  const found = [];
+  if (!list) return found;
+  const seen = new Set();
   for (let i = list.length - 1; i >= 0; i--) {
-    if (list[i].t <= frameWall + 40) {
-      const age = frameWall - list[i].t;
-      return age <= OVERLAY_GONE_MS ? { ev: list[i].ev, age: Math.max(0, age) } : null;
-    }
+    const { t, ev } = list[i];
+    if (t > frameWall + 40 || seen.has(ev.plugin)) continue;
+    seen.add(ev.plugin);
+    const age = frameWall - t;
+    if (age <= OVERLAY_GONE_MS) found.push({ ev, age: Math.max(0, age) });
   }
-  return null;
+  return found;
 }
 
 /** Where the picture sits inside an element showing it with object-fit: contain. */
@@ -271,15 +279,13 @@ class Overlay {
     if (!el) { this.boxes = 0; return; }
     const r = contentRect(el, cw, ch);
     this.zones = drawZones(ctx, r, dash.zones.get(this.camera));
-    const found = detectionsFor(this.camera, frameWall);
-    this.boxes = 0;
-    if (found) {
-      const alpha = found.age <= OVERLAY_FULL_MS ? 1
-        : Math.max(0, 1 - (found.age - OVERLAY_FULL_MS) / (OVERLAY_GONE_MS - OVERLAY_FULL_MS));
-      this.age = Math.round(found.age); this.eventId = found.ev.id;
-      this.boxes = drawBoxes(ctx, r, found.ev.detections, alpha);
-    } else {
-      this.age = null;
+    this.boxes = 0; this.age = null;
+    for (const f of detectionsFor(this.camera, frameWall)) {
+      const alpha = f.age <= OVERLAY_FULL_MS ? 1
+        : Math.max(0, 1 - (f.age - OVERLAY_FULL_MS) / (OVERLAY_GONE_MS - OVERLAY_FULL_MS));
+      this.age = this.age === null ? Math.round(f.age) : Math.min(this.age, Math.round(f.age));
+      this.eventId = f.ev.id;
+      this.boxes += drawBoxes(ctx, r, f.ev.detections, alpha);
     }
     this.draws++;
   }
