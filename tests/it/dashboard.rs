@@ -546,3 +546,58 @@ async fn a_hundred_and_twenty_cameras_are_paged_and_filtered() {
     host.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_fall_back_from_webrtc_to_ll_hls_and_play_mjpeg_on_request() {
+    let sim = start_camsim(2, false).await;
+    // One WebRTC session on the host: the second tile is refused (503) and falls back.
+    let host = start_host(&format!(
+        "[webrtc]\nmax_sessions = 1\n[[camera]]\nid = \"one\"\nurl = \"{}\"\n[[camera]]\nid = \"two\"\nurl = \"{}\"\n",
+        sim.url(0),
+        sim.url(1)
+    ))
+    .await;
+    wait_state(&host, "one", "streaming", Duration::from_secs(20)).await;
+    wait_state(&host, "two", "streaming", Duration::from_secs(20)).await;
+    let mut page = Page::open().await;
+    page.goto(&format!("http://{}/", host.addr)).await;
+    let protocols = page
+        .wait(
+            "both tiles playing, one over LL-HLS",
+            "Object.values(dash.tiles).length === 2 && Object.values(dash.tiles).every(t => t.player && t.player.state === 'playing') && Object.values(dash.tiles).map(t => t.player.protocol).sort().join()",
+            Duration::from_secs(45),
+        )
+        .await;
+    assert_eq!(protocols, "hls,whep");
+    let errors = page
+        .eval("Object.values(dash.tiles).find(t => t.player.protocol === 'hls').player.errors")
+        .await;
+    assert!(
+        errors[0].as_str().unwrap().starts_with("whep: WHEP 503"),
+        "{errors}"
+    );
+    // The LL-HLS tile advances.
+    let hls_time =
+        "Object.values(dash.tiles).find(t => t.player.protocol === 'hls').player.currentTime()";
+    let t0 = page.eval(hls_time).await.as_f64().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t1 = page.eval(hls_time).await.as_f64().unwrap();
+    assert!(t1 > t0 + 1.0, "LL-HLS tile stalled: {t0} → {t1}");
+    // MJPEG when asked for.
+    page.select("#protocol", "mjpeg").await;
+    page.wait(
+        "both tiles on MJPEG",
+        "Object.values(dash.tiles).every(t => t.player && t.player.state === 'playing' && t.player.protocol === 'mjpeg' && t.player.el.naturalWidth === 640)",
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_for("MJPEG viewers", Duration::from_secs(10), || async {
+        let c = camera(&host, "two").await;
+        (c["outputs"]["mjpeg"]["viewers"] == 1 && c["outputs"]["webrtc"]["viewers"] == 0)
+            .then_some(())
+    })
+    .await;
+    page.close().await;
+    host.stop().await;
+    sim.shutdown().await;
+}
