@@ -12,5 +12,6 @@ cargo build --workspace --all-targets --quiet
 # the rest, so they do not starve the timing-sensitive tests of CPU on two cores.
 status=0
 cargo test --workspace --no-fail-fast -- --test-threads="${VIGIL_TEST_THREADS:-4}" --skip dashboard:: || status=$?
-cargo test -p vigil-integration-tests --test integration -- --test-threads=1 dashboard:: || status=$?
+# (`--workspace --tests`: the same feature set as above, so nothing is rebuilt.)
+cargo test --workspace --tests -- --test-threads=1 dashboard:: || status=$?
 exit "$status"

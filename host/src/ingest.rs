@@ -594,6 +594,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn media_clock_places_media_times_on_the_wall_clock() {
+        let c = MediaClock::default();
+        assert_eq!(c.wall_of(0), None, "no frame yet");
+        c.set(10_000_000_000, 1_000_000);
+        assert_eq!(c.wall_of(10_000_000_000), Some(1_000_000));
+        // 250 ms of media earlier or later is 250 ms of wall time.
+        assert_eq!(c.wall_of(9_750_000_000), Some(999_750));
+        assert_eq!(c.wall_of(10_250_000_000), Some(1_000_250));
+        // Over a minute away: another session's media time, not placed.
+        assert_eq!(c.wall_of(100_000_000_000), None);
+    }
+
+    #[test]
     fn backoff_grows_and_caps_with_jitter() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
         let d: Vec<u128> = (0..8).map(|_| b.next_delay().as_millis()).collect();

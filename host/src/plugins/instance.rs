@@ -458,16 +458,18 @@ impl Actor {
             self.stats.set(State::Starting);
             let failure = match self.start().await {
                 Ok(mut run) => {
+                    // Running before anyone is told: the API answers the
+                    // status right after the acknowledgement.
+                    self.stats.set(State::Running);
+                    let now = Instant::now();
+                    *self.stats.started.lock().unwrap() = Some(now);
+                    healthy_since = Some(now);
                     if let Some((ack, _)) = pending_ack.take() {
                         let _ = ack.send(Ok(()));
                     }
                     if let Some(first) = first.take() {
                         let _ = first.send(Ok(()));
                     }
-                    self.stats.set(State::Running);
-                    let now = Instant::now();
-                    *self.stats.started.lock().unwrap() = Some(now);
-                    healthy_since = Some(now);
                     let tick_ms = self
                         .plugin
                         .manifest
