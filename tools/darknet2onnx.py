@@ -44,7 +44,7 @@ import sys
 import numpy as np
 
 CONVERTER_NAME = "vigil-darknet2onnx"
-CONVERTER_VERSION = "1.0.0"
+CONVERTER_VERSION = "1.1.0"
 OPSET = 13
 IR_VERSION = 7  # the IR version that goes with opset 13; widest reader support
 
@@ -339,8 +339,28 @@ def build(sections, weights, width, height, onnx_mod, opts):
             begin = padding // 2
             end_h = max(0, (oh - 1) * stride + k - h - begin)
             end_w = max(0, (ow - 1) * stride + k - w - begin)
-            y = g.node("MaxPool", [prev_name], name + "_maxpool", kernel_shape=[k, k],
-                       strides=[stride, stride], pads=[begin, begin, end_h, end_w])
+            if (opts.maxpool == "slices" and k == 2 and stride == 2 and begin == 0
+                    and end_h == 0 and end_w == 0):
+                # The same 2x2/2 max as two halvings: max of even and odd rows,
+                # then of even and odd columns (strided Slice + Max; rows first, as
+                # they copy contiguously). Exactly MaxPool's result. tract runs it
+                # faster than its MaxPool on one thread and slower on two;
+                # onnxruntime always slower (docs/benchmarks.md).
+                two = g.const(name + "_step2", np.array([2], dtype=np.int64))
+                zero = g.const(name + "_at0", np.array([0], dtype=np.int64))
+                one = g.const(name + "_at1", np.array([1], dtype=np.int64))
+                big = g.const(name + "_end", np.array([2 ** 62], dtype=np.int64))
+                ax_w = g.const(name + "_axis_w", np.array([3], dtype=np.int64))
+                ax_h = g.const(name + "_axis_h", np.array([2], dtype=np.int64))
+                he = g.node("Slice", [prev_name, zero, big, ax_h, two], name + "_pool_rows_even")
+                ho = g.node("Slice", [prev_name, one, big, ax_h, two], name + "_pool_rows_odd")
+                hm = g.node("Max", [he, ho], name + "_pool_rows")
+                we = g.node("Slice", [hm, zero, big, ax_w, two], name + "_pool_cols_even")
+                wo = g.node("Slice", [hm, one, big, ax_w, two], name + "_pool_cols_odd")
+                y = g.node("Max", [we, wo], name + "_maxpool")
+            else:
+                y = g.node("MaxPool", [prev_name], name + "_maxpool", kernel_shape=[k, k],
+                           strides=[stride, stride], pads=[begin, begin, end_h, end_w])
             cur = (y, c, oh, ow)
         elif s.kind == "upsample":
             stride = s.int("stride", 2)
@@ -483,6 +503,9 @@ def main(argv=None):
                     help="keep the yolov3-tiny cfg's wrong `mask = 0,1,2` (for comparisons only)")
     ap.add_argument("--upsample", choices=["resize", "expand"], default="resize",
                     help="how [upsample] is written: one Resize (nearest) op, or Reshape+Expand+Reshape")
+    ap.add_argument("--maxpool", choices=["pool", "slices"], default="pool",
+                    help="how an unpadded 2x2 stride-2 [maxpool] is written: one MaxPool op, or strided "
+                         "Slices + Max (faster in tract on one thread, slower on two; see docs/benchmarks.md)")
     args = ap.parse_args(argv)
     try:
         convert(args)
@@ -549,6 +572,7 @@ def convert(args):
         "source_weights": os.path.basename(args.weights),
         "source_weights_sha256": weights.sha256,
         "darknet_header": "version %(major)d.%(minor)d.%(revision)d, seen %(seen)d" % weights.header,
+        "maxpool": args.maxpool,
         "cfg_fix": fix or ("none (disabled with --no-mask-fix)" if args.no_mask_fix else "none needed"),
         "input": "images float32 [1,3,%d,%d] RGB planar, pixel/255" % (args.height, args.width),
         "output": "boxes float32 [1,%d,%d] cx,cy,w,h (input pixels), objectness, class probs" % (rows, entries),

@@ -266,6 +266,38 @@ async fn enabling_motion_through_the_form_shows_events_and_field_errors() {
         Duration::from_secs(5),
     )
     .await;
+    page.press("Escape").await;
+    // Reconfigure from the table: the form comes back filled with the running
+    // configuration; the change reaches the instance.
+    page.click("#instance-rows tr[data-plugin=motion] button:text('Reconfigure')")
+        .await;
+    page.wait(
+        "the form with the running configuration",
+        "document.querySelector('#plugin-form #f-threshold') && document.querySelector('#f-threshold').value === '20' && document.querySelector('#f-min_area').value === '0.001'",
+        Duration::from_secs(5),
+    )
+    .await;
+    page.fill("#f-threshold", "30").await;
+    page.click("#plugin-form button[type=submit]").await;
+    page.wait(
+        "applied",
+        "document.querySelector('#plugin-form').dataset.result === 'ok'",
+        Duration::from_secs(10),
+    )
+    .await;
+    let s = crate::plugins::plugin_status(&host, "yard", "motion").await;
+    assert_eq!(s["config"]["threshold"], 30, "{s}");
+    // Disable: the instance goes away.
+    page.click("#instance-rows tr[data-plugin=motion] button:text('Disable')")
+        .await;
+    page.wait(
+        "no instance left in the table",
+        "!document.querySelector('#instance-rows tr[data-plugin=motion]')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let (st, _, _) = get(&format!("http://{}/api/cameras/yard/plugins/motion", host.addr)).await;
+    assert_eq!(st, 404);
     page.close().await;
     host.stop().await;
     sim.shutdown().await;

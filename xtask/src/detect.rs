@@ -122,49 +122,91 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         o.runs
     );
     println!(
-        "| input | threads | tract (host path, model only) | with input building | onnxruntime | tract / onnxruntime |"
+        "| input | threads | tract (host path, model only) | with input building | onnxruntime | tract / onnxruntime | tract, slices export | onnxruntime, slices export |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for size in ["416x416", "768x576"] {
         let model = models.join(format!("yolov3-tiny-{size}.onnx"));
+        let slices_model = slices_export(&python, size)?;
         for threads in [1, 2] {
-            let t = json(
-                Command::new(release.join("examples/infer"))
-                    .arg(&model)
-                    .args([
-                        "--runs",
-                        &o.runs.to_string(),
-                        "--threads",
-                        &threads.to_string(),
-                    ]),
-            )?;
-            let r = json(
-                Command::new(&python)
-                    .arg(repo_root().join("tools/check_yolo.py"))
-                    .args(["--model"])
-                    .arg(&model)
-                    .args(["--input", "lavfi:color=c=gray:s=768x576"])
-                    .args([
-                        "--bench",
-                        &o.runs.to_string(),
-                        "--threads",
-                        &threads.to_string(),
-                    ])
-                    .arg("--compact"),
-            )?;
+            let tract = |m: &Path| {
+                json(
+                    Command::new(release.join("examples/infer"))
+                        .arg(m)
+                        .args([
+                            "--runs",
+                            &o.runs.to_string(),
+                            "--threads",
+                            &threads.to_string(),
+                        ]),
+                )
+            };
+            let t = tract(&model)?;
+            let ts = tract(&slices_model)?["run_median_ms"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+            let ort = |m: &Path| -> anyhow::Result<f64> {
+                let r = json(
+                    Command::new(&python)
+                        .arg(repo_root().join("tools/check_yolo.py"))
+                        .args(["--model"])
+                        .arg(m)
+                        .args(["--input", "lavfi:color=c=gray:s=768x576"])
+                        .args([
+                            "--bench",
+                            &o.runs.to_string(),
+                            "--threads",
+                            &threads.to_string(),
+                        ])
+                        .arg("--compact"),
+                )?;
+                Ok(r["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN))
+            };
+            let (om, os) = (ort(&model)?, ort(&slices_model)?);
             let (tm, tb) = (
                 t["run_median_ms"].as_f64().unwrap_or(f64::NAN),
                 t["median_ms"].as_f64().unwrap_or(f64::NAN),
             );
-            let om = r["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN);
             println!(
-                "| {size} | {threads} | {tm:.1} ms | {tb:.1} ms | {om:.1} ms | {:.2}× |",
+                "| {size} | {threads} | {tm:.1} ms | {tb:.1} ms | {om:.1} ms | {:.2}× | {ts:.1} ms | {os:.1} ms |",
                 tm / om
             );
         }
     }
     plugin_path(o, &models)?;
     end_to_end(o, &release, &models)
+}
+
+/// The same model with its 2x2/2 max-pools written as strided slices and
+/// maxima (`--maxpool slices`), an export tract runs faster on one thread.
+fn slices_export(python: &Path, size: &str) -> anyhow::Result<PathBuf> {
+    let dir = target_dir().join("bench-models");
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join(format!("yolov3-tiny-{size}-slices.onnx"));
+    let converter = repo_root().join("tools/darknet2onnx.py");
+    let fresh = |p: &Path| -> Option<bool> {
+        Some(p.metadata().ok()?.modified().ok()? >= converter.metadata().ok()?.modified().ok()?)
+    };
+    if fresh(&out) != Some(true) {
+        let darknet = cache().join("darknet");
+        let (w, h) = size.split_once('x').context("size")?;
+        let st = Command::new(python)
+            .arg(&converter)
+            .arg("--cfg")
+            .arg(darknet.join("yolov3-tiny.cfg"))
+            .arg("--weights")
+            .arg(darknet.join("yolov3-tiny.weights"))
+            .arg("--names")
+            .arg(darknet.join("coco.names"))
+            .args(["--width", w, "--height", h, "--maxpool", "slices", "--out"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()?;
+        if !st.success() {
+            bail!("converting the slices export failed");
+        }
+    }
+    Ok(out)
 }
 
 /// The plugin path against calling the host's pool directly, per analysed
