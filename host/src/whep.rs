@@ -913,6 +913,7 @@ async fn run_session(
     // continuing from the last timestamp sent.
     let mut aanchor: Option<(u64, i64, u32)> = None;
     let mut alast: u32 = rand::random();
+    let mut alast_at: Option<Instant> = None;
     let mut annexb = Vec::with_capacity(64 * 1024);
     let mut need_key = false;
     let end = loop {
@@ -976,13 +977,20 @@ async fn run_session(
                     let (_, first, base) = match aanchor {
                         Some(a) if a.0 == f.info.generation => a,
                         _ => {
-                            let a = (f.info.generation, f.pts, alast.wrapping_add(160));
+                            // A new session of the camera continues by the time
+                            // that passed (8 kHz G.711 clock), at least one packet.
+                            let gap = alast_at.map_or(0.0, |t| {
+                                f.received.saturating_duration_since(t).as_secs_f64()
+                            });
+                            let step = ((gap * 8000.0) as u32).max(160);
+                            let a = (f.info.generation, f.pts, alast.wrapping_add(step));
                             aanchor = Some(a);
                             a
                         }
                     };
                     let ts = base.wrapping_add(f.pts.wrapping_sub(first) as u32);
                     alast = ts;
+                    alast_at = Some(f.received);
                     let pkt = rtc::rtp::Packet {
                         header: rtc::rtp::Header {
                             version: 2,

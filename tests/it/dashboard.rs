@@ -296,7 +296,11 @@ async fn enabling_motion_through_the_form_shows_events_and_field_errors() {
         Duration::from_secs(10),
     )
     .await;
-    let (st, _, _) = get(&format!("http://{}/api/cameras/yard/plugins/motion", host.addr)).await;
+    let (st, _, _) = get(&format!(
+        "http://{}/api/cameras/yard/plugins/motion",
+        host.addr
+    ))
+    .await;
     assert_eq!(st, 404);
     page.close().await;
     host.stop().await;

@@ -130,16 +130,12 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         let slices_model = slices_export(&python, size)?;
         for threads in [1, 2] {
             let tract = |m: &Path| {
-                json(
-                    Command::new(release.join("examples/infer"))
-                        .arg(m)
-                        .args([
-                            "--runs",
-                            &o.runs.to_string(),
-                            "--threads",
-                            &threads.to_string(),
-                        ]),
-                )
+                json(Command::new(release.join("examples/infer")).arg(m).args([
+                    "--runs",
+                    &o.runs.to_string(),
+                    "--threads",
+                    &threads.to_string(),
+                ]))
             };
             let t = tract(&model)?;
             let ts = tract(&slices_model)?["run_median_ms"]
