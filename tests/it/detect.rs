@@ -139,6 +139,37 @@ async fn detect_finds_people_on_real_footage_and_nothing_on_an_empty_scene() {
         }
         assert_eq!(e["has_snapshot"], true, "{e}");
     }
+    // Tracked: every person has a track id, distinct within an event, and people
+    // keep theirs from one analysed frame to the next (events are newest first).
+    let ids = |e: &serde_json::Value| -> Vec<u64> {
+        e["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["label"] == "person")
+            .map(|d| {
+                d["track_id"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no track id: {d}"))
+            })
+            .collect()
+    };
+    for e in &found {
+        let mut v = ids(e);
+        v.sort_unstable();
+        v.dedup();
+        assert_eq!(
+            v.len(),
+            ids(e).len(),
+            "track ids repeat within an event: {e}"
+        );
+    }
+    let (newer, older) = (ids(&found[0]), ids(&found[1]));
+    let kept = newer.iter().filter(|i| older.contains(i)).count();
+    assert!(
+        kept * 2 >= newer.len().min(older.len()),
+        "most people should keep their track id between frames: {older:?} → {newer:?}"
+    );
     let (st, ct, _) = get(&format!(
         "http://{}/api/events/{}/snapshot.jpg",
         host.addr,

@@ -10,6 +10,11 @@
 //! suppression. A cheap motion gate (a 64-pixel-wide grey picture compared with
 //! the last analysed one) skips inference on still scenes, so many cameras can
 //! share the CPU; a still scene is still re-checked every `refresh_s`.
+//!
+//! Detections carry track ids: a small tracker matches each analysed frame's
+//! boxes to the previous ones of the same class (overlap first, then centre
+//! distance for objects that moved further than their size between runs), so
+//! rules such as `zones` follow each person instead of one per label.
 
 use vigil_plugin_sdk::inference::{InputSpec, Model, Placement};
 use vigil_plugin_sdk::{
@@ -245,6 +250,99 @@ pub struct Detect {
     wanted: Vec<bool>,
     last_run_ms: Option<u64>,
     gate: Option<Vec<u8>>,
+    tracker: Tracker,
+}
+
+/// Analysed frames a track may go unmatched before it is dropped.
+const MAX_MISSED: u32 = 3;
+
+/// Gives the boxes of successive analysed frames track ids: greedy matching of
+/// the most similar pairs of the same class, where similarity is the overlap
+/// (IoU) or, for boxes that do not overlap, a smaller value that falls with the
+/// distance between centres relative to the boxes' size (none beyond one size).
+#[derive(Debug, Default)]
+pub struct Tracker {
+    next_id: u64,
+    tracks: Vec<Track>,
+}
+
+#[derive(Debug, Clone)]
+struct Track {
+    id: u64,
+    class: usize,
+    bbox: BBox,
+    missed: u32,
+}
+
+fn similarity(a: &BBox, b: &BBox) -> f32 {
+    let w = ((a.x + a.width).min(b.x + b.width) - a.x.max(b.x)).max(0.0);
+    let h = ((a.y + a.height).min(b.y + b.height) - a.y.max(b.y)).max(0.0);
+    let inter = w * h;
+    let union = a.width * a.height + b.width * b.height - inter;
+    let iou = if union > 0.0 { inter / union } else { 0.0 };
+    if iou > 0.05 {
+        return 0.2 + iou;
+    }
+    let (ax, ay) = (a.x + a.width / 2.0, a.y + a.height / 2.0);
+    let (bx, by) = (b.x + b.width / 2.0, b.y + b.height / 2.0);
+    let size = a.width.max(a.height).max(b.width).max(b.height).max(1e-6);
+    let d = ((ax - bx).powi(2) + (ay - by).powi(2)).sqrt() / size;
+    if d < 1.0 { 0.2 * (1.0 - d) } else { 0.0 }
+}
+
+impl Tracker {
+    /// Assigns ids to this frame's boxes (class, box), in order.
+    pub fn update(&mut self, found: &[(usize, BBox)]) -> Vec<u64> {
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (ti, t) in self.tracks.iter().enumerate() {
+            for (di, (class, b)) in found.iter().enumerate() {
+                if *class == t.class {
+                    let s = similarity(&t.bbox, b);
+                    if s > 0.0 {
+                        pairs.push((s, ti, di));
+                    }
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut ids: Vec<Option<u64>> = vec![None; found.len()];
+        let mut matched = vec![false; self.tracks.len()];
+        for (_, ti, di) in pairs {
+            if matched[ti] || ids[di].is_some() {
+                continue;
+            }
+            matched[ti] = true;
+            ids[di] = Some(self.tracks[ti].id);
+            self.tracks[ti].bbox = found[di].1;
+            self.tracks[ti].missed = 0;
+        }
+        for (t, m) in self.tracks.iter_mut().zip(&matched) {
+            if !m {
+                t.missed += 1;
+            }
+        }
+        self.tracks.retain(|t| t.missed <= MAX_MISSED);
+        ids.iter()
+            .zip(found)
+            .map(|(id, (class, b))| {
+                id.unwrap_or_else(|| {
+                    self.next_id += 1;
+                    self.tracks.push(Track {
+                        id: self.next_id,
+                        class: *class,
+                        bbox: *b,
+                        missed: 0,
+                    });
+                    self.next_id
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets every track (the camera's media time started over).
+    pub fn reset(&mut self) {
+        self.tracks.clear();
+    }
 }
 
 /// Fraction of a small grey picture's pixels that changed by more than 12.
@@ -322,6 +420,7 @@ impl AnalyticsPlugin for Detect {
             wanted,
             last_run_ms: None,
             gate: None,
+            tracker: Tracker::default(),
         })
     }
 
@@ -331,6 +430,7 @@ impl AnalyticsPlugin for Detect {
         if self.last_run_ms.is_some_and(|t| now < t) {
             self.last_run_ms = None;
             self.gate = None;
+            self.tracker.reset();
         }
         let interval = (1000.0 / self.cfg.fps) as u64;
         if self
@@ -366,6 +466,11 @@ impl AnalyticsPlugin for Detect {
             self.cfg.score_threshold,
             self.cfg.iou_threshold,
         );
+        let boxes: Vec<(usize, BBox)> = found
+            .iter()
+            .map(|c| (c.class, to_frame_box(c, &out.placement)))
+            .collect();
+        let ids = self.tracker.update(&boxes);
         if found.is_empty() {
             return Ok(());
         }
@@ -379,7 +484,9 @@ impl AnalyticsPlugin for Detect {
         let mut event = NewEvent::new("detection").detections(
             found
                 .iter()
-                .map(|c| Detection::new(COCO[c.class], c.score, to_frame_box(c, &out.placement))),
+                .zip(boxes)
+                .zip(ids)
+                .map(|((c, (_, b)), id)| Detection::new(COCO[c.class], c.score, b).track(id)),
         );
         for (class, n) in counts {
             event = event.attribute(COCO[class], n.to_string());
@@ -394,6 +501,55 @@ vigil_plugin_sdk::analytics_plugin!(Detect);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracker_follows_objects_across_frames() {
+        let mut t = Tracker::default();
+        let person = |x: f32| (0, BBox::new(x, 0.5, 0.04, 0.12));
+        // Two people walking right, 0.02 per frame (less than their width).
+        let a = t.update(&[person(0.10), person(0.50)]);
+        let b = t.update(&[person(0.52), person(0.12)]);
+        assert_eq!(
+            b,
+            vec![a[1], a[0]],
+            "matched by position, whatever the order"
+        );
+        // Faster than their own width between runs (low fps): still the same.
+        let c = t.update(&[person(0.17), person(0.57)]);
+        assert_eq!(c, vec![a[0], a[1]]);
+        // A car where a person was is another object; a third person is new.
+        let d = t.update(&[
+            (2, BBox::new(0.17, 0.5, 0.04, 0.12)),
+            person(0.57),
+            person(0.9),
+        ]);
+        assert!(
+            d[0] != a[0] && d[0] != a[1] && d[2] != a[0] && d[2] != a[1],
+            "{d:?}"
+        );
+        assert_eq!(d[1], a[1]);
+        // Far away is not the same object.
+        let e = t.update(&[person(0.9), person(0.3)]);
+        assert_eq!(e[0], d[2]);
+        assert!(![a[0], a[1], d[0], d[2]].contains(&e[1]), "{e:?}");
+    }
+
+    #[test]
+    fn tracker_forgets_objects_gone_for_several_runs() {
+        let mut t = Tracker::default();
+        let p = (0, BBox::new(0.4, 0.4, 0.05, 0.1));
+        let first = t.update(&[p])[0];
+        for _ in 0..MAX_MISSED {
+            t.update(&[]);
+        }
+        assert_eq!(t.update(&[p])[0], first, "back within the grace period");
+        for _ in 0..=MAX_MISSED {
+            t.update(&[]);
+        }
+        assert_ne!(t.update(&[p])[0], first, "gone too long: a new object");
+        t.reset();
+        assert_eq!(t.tracks.len(), 0);
+    }
 
     #[test]
     fn nms_is_per_class_and_keeps_the_best() {
