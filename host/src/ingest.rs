@@ -107,12 +107,13 @@ impl MediaClock {
     }
 
     /// When the host received the frame at `media_ns`, extrapolated from the
-    /// latest frame; `None` without frames or more than a minute away (another
-    /// session's media time).
+    /// latest frame; `None` without frames, more than a minute back, or after the
+    /// latest frame (an event cannot be about a frame not yet received: that is
+    /// another session's media time, from before the camera reconnected).
     pub fn wall_of(&self, media_ns: i64) -> Option<u64> {
         let (m, w) = (*self.0.lock().unwrap())?;
         let delta_ms = (media_ns - m) / 1_000_000;
-        (delta_ms.abs() <= 60_000).then(|| (w as i64 + delta_ms).max(0) as u64)
+        ((-60_000..=100).contains(&delta_ms)).then(|| (w as i64 + delta_ms).max(0) as u64)
     }
 }
 
@@ -599,11 +600,12 @@ mod tests {
         assert_eq!(c.wall_of(0), None, "no frame yet");
         c.set(10_000_000_000, 1_000_000);
         assert_eq!(c.wall_of(10_000_000_000), Some(1_000_000));
-        // 250 ms of media earlier or later is 250 ms of wall time.
+        // 250 ms of media earlier is 250 ms of wall time earlier.
         assert_eq!(c.wall_of(9_750_000_000), Some(999_750));
-        assert_eq!(c.wall_of(10_250_000_000), Some(1_000_250));
-        // Over a minute away: another session's media time, not placed.
-        assert_eq!(c.wall_of(100_000_000_000), None);
+        // After the latest frame, or over a minute before it: another session's
+        // media time, not placed.
+        assert_eq!(c.wall_of(10_250_000_000), None);
+        assert_eq!(c.wall_of(-60_000_000_000), None);
     }
 
     #[test]

@@ -844,8 +844,10 @@ impl Clock {
                 // instead of finding every frame seconds late.
                 let step = match (self.offset, self.last_received) {
                     (Some(_), Some(at)) => {
+                        // Capped at an hour: far below the 2^31 ticks receivers
+                        // read as a backward jump.
                         let gap = f.received.saturating_duration_since(at).as_secs_f64();
-                        ((gap * f64::from(VIDEO_CLOCK)) as u32).max(VIDEO_CLOCK / 30)
+                        ((gap.min(3600.0) * f64::from(VIDEO_CLOCK)) as u32).max(VIDEO_CLOCK / 30)
                     }
                     _ => VIDEO_CLOCK / 30,
                 };
@@ -982,7 +984,7 @@ async fn run_session(
                             let gap = alast_at.map_or(0.0, |t| {
                                 f.received.saturating_duration_since(t).as_secs_f64()
                             });
-                            let step = ((gap * 8000.0) as u32).max(160);
+                            let step = ((gap.min(3600.0) * 8000.0) as u32).max(160);
                             let a = (f.info.generation, f.pts, alast.wrapping_add(step));
                             aanchor = Some(a);
                             a

@@ -171,8 +171,13 @@ class Player {
     return new Promise((resolve, reject) => {
       const img = h('img', { alt: this.camera });
       const t = setTimeout(() => reject(new Error('no picture within 10 s')), 10000);
-      img.onload = () => { clearTimeout(t); this.frames++; this.lastProgress = performance.now(); resolve(); };
-      img.onerror = () => { clearTimeout(t); reject(new Error('MJPEG stream failed')); };
+      let started = false;
+      img.onload = () => { clearTimeout(t); started = true; this.frames++; this.lastProgress = performance.now(); resolve(); };
+      img.onerror = () => {
+        clearTimeout(t);
+        if (!started) reject(new Error('MJPEG stream failed'));
+        else if (this.el === img) this.set('stalled', 'MJPEG stream ended');
+      };
       img.src = `/cameras/${enc(this.camera)}/mjpeg`;
       this.stage.prepend(img);
       this.el = img;
@@ -188,8 +193,10 @@ class Player {
   frameWallMs(meta) {
     const skew = dash.skewMs;
     if (this.protocol === 'whep' && meta) {
+      // receiveTime is on the monotonic clock: convert through "now" on both
+      // clocks rather than timeOrigin (the two drift apart, e.g. after a suspend).
       const t = meta.receiveTime ?? meta.presentationTime;
-      if (t) return performance.timeOrigin + t + skew;
+      if (t) return Date.now() - (performance.now() - t) + skew;
     }
     if (this.protocol === 'hls' && this.hls) {
       const d = this.hls.playingDate;
@@ -211,12 +218,9 @@ const OVERLAY_GONE_MS = 3000;   // then fades out by this age
 const KIND_COLOURS = ['#6fd48a', '#6ab0ff', '#f2c14e', '#ff7b7b', '#c38bff', '#4fd6d6', '#ff9f5a'];
 function colourOf(s) { let x = 0; for (const c of s) x = (x * 31 + c.charCodeAt(0)) >>> 0; return KIND_COLOURS[x % KIND_COLOURS.length]; }
 
-/** Keeps the boxes of analytics plugins' events (rule plugins such as zones
- *  repeat detections they were given; drawing those again would double them). */
+/** Keeps events with boxes, per camera, for the overlays. */
 function rememberDetections(ev) {
   if (!ev.detections || !ev.detections.length) return;
-  const p = dash.plugins.find((x) => x.id === ev.plugin);
-  if (p && p.manifest && p.manifest.kind !== 'analytics') return;
   const t = ev.media_wall_ms || ev.wall_ms;
   let list = dash.detections.get(ev.camera);
   if (!list) { list = []; dash.detections.set(ev.camera, list); }
@@ -236,12 +240,20 @@ function detectionsFor(camera, frameWall) {
   const seen = new Set();
   for (let i = list.length - 1; i >= 0; i--) {
     const { t, ev } = list[i];
-    if (t > frameWall + 40 || seen.has(ev.plugin)) continue;
+    if (t > frameWall + 40 || seen.has(ev.plugin) || !isAnalytics(ev.plugin)) continue;
     seen.add(ev.plugin);
     const age = frameWall - t;
     if (age <= OVERLAY_GONE_MS) found.push({ ev, age: Math.max(0, age) });
   }
   return found;
+}
+
+/** Whether events of `plugin` are an analytics plugin's own boxes: rule plugins
+ *  such as zones repeat detections they were given (drawing them again would
+ *  double them). Unknown until the plugin list has loaded: not drawn. */
+function isAnalytics(plugin) {
+  const p = dash.plugins.find((x) => x.id === plugin);
+  return !!(p && p.manifest && p.manifest.kind === 'analytics');
 }
 
 /** Where the picture sits inside an element showing it with object-fit: contain. */
@@ -456,8 +468,10 @@ function syncTile(t) {
   // A stream that stopped moving while its camera streams (it came back after an
   // outage, or the network dropped): start again, with backoff.
   const p = t.player;
+  // (Chromium fires `load` for the first part of an MJPEG stream only, so MJPEG
+  // progress cannot be seen; its failures still show as `error`.)
   const stuck = p.state === 'failed' || p.state === 'stalled' ||
-    (p.state === 'playing' && performance.now() - p.lastProgress > 5000);
+    (p.state === 'playing' && p.protocol !== 'mjpeg' && performance.now() - p.lastProgress > 5000);
   if (stuck && c && c.state === 'streaming' && performance.now() >= t.restartAt) {
     t.restartAt = performance.now() + t.backoff;
     t.backoff = Math.min(t.backoff * 2, 15000);
@@ -537,13 +551,16 @@ function openFocus(id) {
   loadZones(id);
   player.start();
   updateFocusFacts();
+  const current = () => dash.focus && dash.focus.id === id && dash.focus.player === player;
   api(`/api/cameras/${enc(id)}/plugins`).then((list) => {
+    if (!current()) return;
     $('#focus-plugins').replaceChildren(...(list.length ? list.map((i) => h('li', {},
       h('span', { class: `state-${i.state}`, text: `${i.plugin}: ${i.state}` }),
       i.last_error ? h('div', { class: 'muted', text: i.last_error }) : null))
       : [h('li', { class: 'muted', text: 'none' })]));
   }).catch(() => {});
   api(`/api/events?camera=${enc(id)}&limit=20`).then((r) => {
+    if (!current()) return;
     $('#focus-events').replaceChildren(...r.events.map(eventItem));
   }).catch(() => {});
 }
@@ -610,7 +627,11 @@ function startFeed() {
     feed.prepend(eventItem(ev));
     while (feed.children.length > 200) feed.lastChild.remove();
     addKind(ev.kind);
-    if (dash.focus && dash.focus.id === ev.camera) $('#focus-events').prepend(eventItem(ev));
+    if (dash.focus && dash.focus.id === ev.camera) {
+      const list = $('#focus-events');
+      list.prepend(eventItem(ev));
+      while (list.children.length > 200) list.lastChild.remove();
+    }
   });
   es.addEventListener('lagged', (m) => {
     let n = '?'; try { n = JSON.parse(m.data).missed; } catch (_) {}
@@ -744,9 +765,12 @@ async function refreshInstances() {
   if (!camera) return;
   let list;
   try { list = await api(`/api/cameras/${enc(camera)}/plugins`); } catch (e) {
+    if ($('#pl-camera').value !== camera) return;
     $('#instance-rows').replaceChildren(h('tr', {}, h('td', { colspan: '9', class: 'form-error', text: e.message })));
     return;
   }
+  // Another camera was chosen while this answer was on its way: not its rows.
+  if ($('#pl-camera').value !== camera) return;
   dash.instances = list;
   $('#instance-rows').replaceChildren(...(list.length ? list.map((i) => h('tr', { 'data-plugin': i.plugin },
     h('td', { text: i.plugin }), h('td', { class: `state-${i.state}`, text: i.state }),
@@ -993,7 +1017,11 @@ function init() {
   $('#focus').addEventListener('click', (e) => { if (e.target.id === 'focus') closeFocus(); });
   $('#event-detail .close').addEventListener('click', () => { $('#event-detail').hidden = true; });
   $('#event-detail').addEventListener('click', (e) => { if (e.target.id === 'event-detail') e.target.hidden = true; });
-  document.addEventListener('visibilitychange', () => { for (const t of Object.values(dash.tiles)) syncTile(t); });
+  document.addEventListener('visibilitychange', () => {
+    for (const t of Object.values(dash.tiles)) syncTile(t);
+    // The large view too: no stream for a page nobody sees.
+    if (dash.focus) { if (document.hidden) dash.focus.player.stop(); else dash.focus.player.start(); }
+  });
   addEventListener('pagehide', () => { for (const t of Object.values(dash.tiles)) stopTile(t); closeFocus(); });
   addEventListener('resize', () => { if (dash.view === 'events') drawTimeline(); });
   startFeed();

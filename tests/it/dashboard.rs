@@ -345,16 +345,20 @@ async fn detection_boxes_and_zones_are_drawn_on_the_live_tile() {
         )
         .await;
     eprintln!("overlay: {drawn}");
-    // In step with the picture: the boxes drawn belong to a frame at most a
-    // couple of seconds before the one on screen.
-    assert!(drawn["age"].as_f64().unwrap() < 3000.0, "{drawn}");
-    // The overlay really has ink where boxes are (not only a counter).
+    // In step with the picture: the boxes drawn belong to a frame well under
+    // the fade-out (3 s) before the one on screen; over WebRTC the event can
+    // only exist once the model ran (detect at 2 fps, about 0.1-0.3 s per run).
+    assert!(drawn["age"].as_f64().unwrap() < 1500.0, "{drawn}");
+    // The overlay really has ink in the person boxes' colour (box outlines and
+    // label backgrounds; zones are drawn in another colour).
     let ink = page
-        .eval("(() => { const c = dash.tiles.people.overlay.canvas; const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })()")
+        .eval("(() => { const c = dash.tiles.people.overlay.canvas; const col = colourOf('person'); const [r, g, b] = [1, 3, 5].map(i => parseInt(col.slice(i, i + 2), 16)); \
+               const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; \
+               for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 200 && Math.abs(d[i] - r) < 10 && Math.abs(d[i + 1] - g) < 10 && Math.abs(d[i + 2] - b) < 10) n++; return n; })()")
         .await;
     assert!(
         ink.as_u64().unwrap() > 500,
-        "overlay canvas is empty: {ink}"
+        "no person boxes on the overlay: {ink}"
     );
     let shot = artifacts_dir().join("dashboard-detections.png");
     page.screenshot(&shot, Some(".tile[data-camera=people]"))
@@ -633,6 +637,12 @@ async fn tiles_fall_back_from_webrtc_to_ll_hls_and_play_mjpeg_on_request() {
             .then_some(())
     })
     .await;
+    // And it stays on the one MJPEG session (Chromium reports only the first
+    // picture of an MJPEG stream: that must not look like a stall).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let c = camera(&host, "two").await;
+    assert_eq!(c["outputs"]["mjpeg"]["sessions_opened"], 1, "{c}");
+    assert_eq!(c["outputs"]["mjpeg"]["viewers"], 1, "{c}");
     page.close().await;
     host.stop().await;
     sim.shutdown().await;

@@ -291,6 +291,16 @@ fn similarity(a: &BBox, b: &BBox) -> f32 {
 }
 
 impl Tracker {
+    /// A tracker whose ids start after `base`. Instances start from the clock,
+    /// so ids do not repeat when the plugin restarts (rules such as `zones`
+    /// remember ids for a few seconds).
+    pub fn starting_at(base: u64) -> Self {
+        Tracker {
+            next_id: base,
+            tracks: Vec::new(),
+        }
+    }
+
     /// Assigns ids to this frame's boxes (class, box), in order.
     pub fn update(&mut self, found: &[(usize, BBox)]) -> Vec<u64> {
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
@@ -420,7 +430,13 @@ impl AnalyticsPlugin for Detect {
             wanted,
             last_run_ms: None,
             gate: None,
-            tracker: Tracker::default(),
+            // Milliseconds (mod 10^8) × 100: a restart, at least 0.2 s after
+            // the previous start, begins 20 000 ids further on.
+            tracker: Tracker::starting_at(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64 % 100_000_000 * 100),
+            ),
         })
     }
 
@@ -549,6 +565,7 @@ mod tests {
         assert_ne!(t.update(&[p])[0], first, "gone too long: a new object");
         t.reset();
         assert_eq!(t.tracks.len(), 0);
+        assert_eq!(Tracker::starting_at(500).update(&[p]), vec![501]);
     }
 
     #[test]
