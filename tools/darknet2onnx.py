@@ -87,27 +87,22 @@ class Section:
             return self.options[key][0]
         return default
 
-    def int(self, key, default=None):
+    def _number(self, key, default, convert, what):
         value = self.raw(key)
         if value is None:
             if default is None:
                 raise ConvertError("%s: [%s] needs `%s`" % (self.where(), self.kind, key))
             return default
         try:
-            return int(value)
+            return convert(value)
         except ValueError:
-            raise ConvertError("%s: `%s=%s` is not an integer" % (self.where(key), key, value))
+            raise ConvertError("%s: `%s=%s` is not %s" % (self.where(key), key, value, what))
+
+    def int(self, key, default=None):
+        return self._number(key, default, int, "an integer")
 
     def float(self, key, default=None):
-        value = self.raw(key)
-        if value is None:
-            if default is None:
-                raise ConvertError("%s: [%s] needs `%s`" % (self.where(), self.kind, key))
-            return default
-        try:
-            return float(value)
-        except ValueError:
-            raise ConvertError("%s: `%s=%s` is not a number" % (self.where(key), key, value))
+        return self._number(key, default, float, "a number")
 
     def ints(self, key, default=None):
         value = self.raw(key)

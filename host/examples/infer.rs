@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use vigil::codec::Picture;
-use vigil::inference::{Fit, Inference, InferenceConfig, InputSpec, Layout};
+use vigil::inference::{Inference, InferenceConfig, InputSpec};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -79,15 +79,7 @@ fn main() -> anyhow::Result<()> {
             v: vec![128; w.div_ceil(2) * h.div_ceil(2)],
         },
     };
-    let spec = InputSpec {
-        layout: Layout::Nchw,
-        bgr: false,
-        fit: Fit::Letterbox,
-        scale: 1.0 / 255.0,
-        mean: [0.0; 3],
-        std: [1.0; 3],
-        pad: 128,
-    };
+    let spec = InputSpec::letterbox_unit();
     if let Some(dir) = &dump {
         std::fs::create_dir_all(dir)?;
         let (tensor, _) = vigil::inference::input_tensor(&model, &pic, &spec)?;

@@ -100,8 +100,19 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/", get(index))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/assets/hls.min.js", get(hls_js))
-        .route("/assets/dashboard.js", get(dashboard_js))
-        .route("/assets/dashboard.css", get(dashboard_css))
+        // The dashboard's and the player page's own files, embedded.
+        .route(
+            "/assets/player.js",
+            get(|| async { media("text/javascript", include_str!("../web/player.js")) }),
+        )
+        .route(
+            "/assets/dashboard.js",
+            get(|| async { media("text/javascript", include_str!("../web/dashboard.js")) }),
+        )
+        .route(
+            "/assets/dashboard.css",
+            get(|| async { media("text/css", include_str!("../web/dashboard.css")) }),
+        )
         .route("/api/health", get(health))
         .route("/api/cameras", get(list_cameras))
         .route("/api/cameras/{id}", get(get_camera))
@@ -845,14 +856,6 @@ const HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
 
 async fn hls_js() -> Response {
     media("text/javascript", HLS_JS)
-}
-
-async fn dashboard_js() -> Response {
-    media("text/javascript", include_str!("../web/dashboard.js"))
-}
-
-async fn dashboard_css() -> Response {
-    media("text/css", include_str!("../web/dashboard.css"))
 }
 
 /// The embeddable player page (`?protocol=whep|hls|mjpeg|auto`).

@@ -71,15 +71,7 @@ pub async fn put_camera_plugin(
     // Schema problems answer 422 with each field's reason as well (for forms).
     let problems = s.plugins.config_problems(&plugin, &config)?;
     if !problems.is_empty() {
-        let message = format!(
-            "configuration of plugin {plugin:?} is invalid: {}",
-            problems
-                .iter()
-                .take(5)
-                .map(|(at, e)| format!("{at}: {e}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
+        let message = crate::plugins::invalid_config_message(&plugin, &problems);
         let fields: Vec<serde_json::Value> = problems
             .iter()
             .map(|(at, e)| json!({ "pointer": at, "message": e }))

@@ -83,6 +83,22 @@ pub struct InputSpec {
     pub pad: u8,
 }
 
+impl InputSpec {
+    /// NCHW, RGB, letterboxed with grey (128), values in 0–1: what Darknet/YOLO
+    /// models expect (the SDK's `InputSpec::letterbox_unit`).
+    pub fn letterbox_unit() -> Self {
+        InputSpec {
+            layout: Layout::Nchw,
+            bgr: false,
+            fit: Fit::Letterbox,
+            scale: 1.0 / 255.0,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            pad: 128,
+        }
+    }
+}
+
 /// Where the picture landed in the input, in input pixels: a point `(x, y)` of
 /// the input is at `((x − left) / width, (y − top) / height)` of the picture.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -566,13 +582,9 @@ mod tests {
 
     fn spec(fit: Fit) -> InputSpec {
         InputSpec {
-            layout: Layout::Nchw,
-            bgr: false,
             fit,
-            scale: 1.0 / 255.0,
-            mean: [0.0; 3],
-            std: [1.0; 3],
             pad: 0,
+            ..InputSpec::letterbox_unit()
         }
     }
 

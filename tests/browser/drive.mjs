@@ -10,6 +10,7 @@
 //     Plays the page, then kills the browser (SIGKILL): a viewer that vanishes
 //     without saying goodbye.
 import { chromium } from 'playwright-core';
+import { args, executablePath } from './chromium.mjs';
 import { spawnSync } from 'node:child_process';
 
 const [mode, url, secondsArg, shot] = process.argv.slice(2);
@@ -17,14 +18,9 @@ const seconds = Number(secondsArg || 5);
 const out = (o) => { process.stdout.write(JSON.stringify(o) + '\n'); };
 
 const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  executablePath,
   headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-quic',
-    '--autoplay-policy=no-user-gesture-required',
-    // WebRTC over loopback only: tests never leave this machine.
-    '--allow-loopback-in-peer-connection',
-    '--disable-features=WebRtcHideLocalIpsWithMdns'],
+  args,
 });
 try {
   const page = await browser.newPage({ viewport: { width: 960, height: 540 } });

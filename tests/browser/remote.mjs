@@ -14,6 +14,7 @@
 //   {"op": "close"}
 // Failures answer {"ok": false, "error": "...", "logs": [...]}; the process keeps going.
 import { chromium } from 'playwright-core';
+import { args, executablePath } from './chromium.mjs';
 import { createInterface } from 'node:readline';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,15 +23,10 @@ import { join } from 'node:path';
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 const profile = mkdtempSync(join(tmpdir(), 'vigil-chromium-'));
 const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  executablePath,
   headless: true,
   viewport: { width: 1280, height: 800 },
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-quic',
-    '--autoplay-policy=no-user-gesture-required',
-    // WebRTC over loopback only: tests never leave this machine.
-    '--allow-loopback-in-peer-connection',
-    '--disable-features=WebRtcHideLocalIpsWithMdns'],
+  args,
 });
 const page = context.pages()[0] || await context.newPage();
 const logs = [];

@@ -276,15 +276,7 @@ impl Bench {
         };
         let mut times = Vec::with_capacity(pictures.len());
         for p in pictures {
-            let spec = crate::inference::InputSpec {
-                layout: crate::inference::Layout::Nchw,
-                bgr: false,
-                fit: crate::inference::Fit::Letterbox,
-                scale: 1.0 / 255.0,
-                mean: [0.0; 3],
-                std: [1.0; 3],
-                pad: 128,
-            };
+            let spec = crate::inference::InputSpec::letterbox_unit();
             let t0 = Instant::now();
             let out = inf
                 .run_picture(m.clone(), p.clone(), spec, Duration::from_secs(10))

@@ -789,19 +789,26 @@ fn config_problems(loaded: &Loaded, config: &serde_json::Value) -> Result<Vec<(S
 /// Checks `config` against a loaded plugin's JSON Schema; the error names the
 /// field (JSON pointer) and the reason.
 fn check_config(loaded: &Loaded, plugin: &str, config: &serde_json::Value) -> Result<()> {
-    let problems: Vec<String> = config_problems(loaded, config)?
-        .into_iter()
-        .map(|(at, e)| format!("{at}: {e}"))
-        .collect();
+    let problems = config_problems(loaded, config)?;
     if problems.is_empty() {
         Ok(())
     } else {
         Err(Error::new(
             ErrorKind::InvalidConfig,
-            format!(
-                "configuration of plugin {plugin:?} is invalid: {}",
-                problems.join("; ")
-            ),
+            invalid_config_message(plugin, &problems),
         ))
     }
+}
+
+/// "configuration of plugin "x" is invalid: /field: reason; …" (the first 5).
+pub fn invalid_config_message(plugin: &str, problems: &[(String, String)]) -> String {
+    let list: Vec<String> = problems
+        .iter()
+        .take(5)
+        .map(|(at, e)| format!("{at}: {e}"))
+        .collect();
+    format!(
+        "configuration of plugin {plugin:?} is invalid: {}",
+        list.join("; ")
+    )
 }
