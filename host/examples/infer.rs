@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! cargo run -p vigil --example infer -- MODEL.onnx [--runs N] [--threads T]
-//!     [--i420 FILE --width W --height H] [--dump DIR]
+//!     [--i420 FILE --width W --height H] [--dump DIR] [--tract-only]
 //! ```
+//!
+//! `--tract-only` leaves every operator to tract (`[inference] vigil_kernels =
+//! false`), for comparison with Vigil's kernels.
 //!
 //! Without `--i420` a mid-grey picture is used. `--dump` writes the input tensor
 //! the host built (`input.f32`, little-endian) and the first output
@@ -24,6 +27,7 @@ fn main() -> anyhow::Result<()> {
     let mut model_path = None;
     let (mut runs, mut threads) = (20usize, 1usize);
     let (mut i420, mut width, mut height, mut dump) = (None, 0u32, 0u32, None);
+    let mut tract_only = false;
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -33,6 +37,7 @@ fn main() -> anyhow::Result<()> {
             "--width" => width = val()?.parse()?,
             "--height" => height = val()?.parse()?,
             "--dump" => dump = Some(PathBuf::from(val()?)),
+            "--tract-only" => tract_only = true,
             s if !s.starts_with("--") && model_path.is_none() => {
                 model_path = Some(PathBuf::from(s))
             }
@@ -45,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         threads_per_run: threads,
         queue: 1,
         max_model_bytes: 1 << 30,
+        vigil_kernels: !tract_only,
         ..Default::default()
     })?;
     let t0 = Instant::now();

@@ -1,9 +1,11 @@
-//! Where tract spends its time on a model: runs the optimized plan (as the host
-//! builds it, one thread) `--runs` times on a grey input and prints the nodes that
-//! took longest, median per run, with their operators and output shapes.
+//! Where tract spends its time on a model: runs the optimized plan as the host
+//! builds it (Vigil's kernels unless `--tract-only`; `--threads` per run, 1 by
+//! default) `--runs` times on a grey input and prints the nodes that took
+//! longest, median per run, with their operators and output shapes.
 //!
 //! ```text
 //! cargo run --release -p vigil --example profile_model -- MODEL.onnx [--runs N] [--top K]
+//!     [--threads T] [--tract-only]
 //! ```
 
 use std::collections::HashMap;
@@ -15,28 +17,41 @@ use tract_onnx::tract_core::plan::{SimpleState, eval};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut path, mut runs, mut top) = (None, 10usize, 25usize);
+    let (mut path, mut runs, mut top, mut tract_only) = (None, 10usize, 25usize, false);
+    let mut threads = 1usize;
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
             "--runs" => runs = val()?.parse()?,
             "--top" => top = val()?.parse()?,
+            "--tract-only" => tract_only = true,
+            "--threads" => threads = val()?.parse()?,
             s if !s.starts_with("--") && path.is_none() => path = Some(s.to_string()),
             other => bail!("unknown argument {other:?}"),
         }
     }
     let path = path.context("usage: profile_model MODEL.onnx [--runs N] [--top K]")?;
-    let model = tract_onnx::onnx()
+    let mut model = tract_onnx::onnx()
         .model_for_path(&path)?
         .into_typed()?
-        .into_optimized()?;
+        .into_decluttered()?;
+    if !tract_only {
+        let (m, replaced) = vigil::inference::accelerate(model)?;
+        eprintln!("on Vigil's kernels: {replaced:?}");
+        model = m;
+    }
+    let model = model.into_optimized()?;
     let shape: Vec<usize> = model
         .input_fact(0)?
         .shape
         .as_concrete()
         .context("fixed input shape")?
         .to_vec();
-    let plan = model.into_runnable()?;
+    let options = tract_onnx::tract_core::runtime::RunOptions {
+        executor: (threads > 1).then(|| tract_linalg::multithread::Executor::multithread(threads)),
+        ..Default::default()
+    };
+    let plan = model.into_runnable_with_options(&options)?;
     let input: Tensor = tract_ndarray::ArrayD::<f32>::from_elem(shape.clone(), 0.5).into();
     let mut state = SimpleState::new(&plan)?;
     state.run(tvec!(input.clone().into()))?; // warm-up

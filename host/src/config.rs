@@ -472,6 +472,7 @@ struct RawInference {
     queue: Option<Spanned<usize>>,
     max_model_mib: Option<Spanned<usize>>,
     models_dir: Option<Spanned<String>>,
+    vigil_kernels: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -876,6 +877,9 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     if let Some(t) = range(&ri.threads_per_run, "inference.threads_per_run", 1, 64)? {
         plugins.inference.threads_per_run = t;
     }
+    if let Some(k) = ri.vigil_kernels {
+        plugins.inference.vigil_kernels = k;
+    }
     if let Some(q) = range(&ri.queue, "inference.queue", 1, 10_000)? {
         plugins.inference.queue = q;
     }
@@ -1219,6 +1223,20 @@ mode = "on-demand"
             "hls.part_target_ms",
             "out of range",
         );
+        check(
+            "[inference]\nvigil_kernels = \"yes\"\n",
+            2,
+            "inference.vigil_kernels",
+            "expected a boolean",
+        );
+    }
+
+    #[test]
+    fn inference_kernels_are_vigils_unless_turned_off() {
+        let c = parse("vigil.toml", GOOD).unwrap();
+        assert!(c.plugins.inference.vigil_kernels);
+        let off = format!("{GOOD}\n[inference]\nvigil_kernels = false\n");
+        assert!(!parse("vigil.toml", &off).unwrap().plugins.inference.vigil_kernels);
     }
 
     #[test]

@@ -21,7 +21,9 @@ use tokio::sync::oneshot;
 use tract_onnx::prelude::*;
 
 use crate::codec::{self, Picture};
+
 use crate::error::{Error, ErrorKind, Result};
+pub use vigil_kernels::{Replaced, accelerate};
 
 /// `[inference]` settings.
 #[derive(Clone, Debug)]
@@ -37,6 +39,9 @@ pub struct InferenceConfig {
     pub max_model_bytes: usize,
     /// Where operator-installed models live (`<name>.onnx`).
     pub models_dir: std::path::PathBuf,
+    /// Run max-pools and small stride-1 convolutions on Vigil's own kernels
+    /// (`kernels`) instead of tract's; false leaves every operator to tract.
+    pub vigil_kernels: bool,
 }
 
 impl Default for InferenceConfig {
@@ -47,6 +52,7 @@ impl Default for InferenceConfig {
             queue: 4,
             max_model_bytes: 256 << 20,
             models_dir: "data/models".into(),
+            vigil_kernels: true,
         }
     }
 }
@@ -274,7 +280,7 @@ impl Inference {
         {
             return Ok(m);
         }
-        let model = Arc::new(build(bytes, digest, self.cfg.threads_per_run)?);
+        let model = Arc::new(build(bytes, digest, &self.cfg)?);
         self.stats.models_loaded.fetch_add(1, Ordering::Relaxed);
         let mut cache = self.cache.lock().unwrap();
         cache.retain(|_, w| w.strong_count() > 0);
@@ -358,7 +364,8 @@ impl Inference {
 const MAX_SIDE: usize = 4096;
 
 /// Parses, checks and optimizes a model.
-fn build(bytes: &[u8], digest: [u8; 32], threads_per_run: usize) -> Result<Model> {
+fn build(bytes: &[u8], digest: [u8; 32], cfg: &InferenceConfig) -> Result<Model> {
+    let threads_per_run = cfg.threads_per_run;
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         err(ErrorKind::InvalidArgument, format!("{what}: {e}"))
     };
@@ -417,6 +424,15 @@ fn build(bytes: &[u8], digest: [u8; 32], threads_per_run: usize) -> Result<Model
         name: typed.node(typed.inputs[0].node).name.clone(),
         shape,
     };
+    let mut typed = typed
+        .into_decluttered()
+        .map_err(|e| bad("cannot simplify the model", &format!("{e:#}")))?;
+    if cfg.vigil_kernels {
+        let (model, replaced) = accelerate(typed)
+            .map_err(|e| bad("cannot place Vigil's kernels", &format!("{e:#}")))?;
+        tracing::debug!(?replaced, "inference: operators on Vigil's kernels");
+        typed = model;
+    }
     let optimized = typed
         .into_optimized()
         .map_err(|e| bad("cannot optimize the model", &format!("{e:#}")))?;
@@ -595,6 +611,7 @@ mod tests {
             queue: 1,
             max_model_bytes: 1 << 20,
             models_dir: std::env::temp_dir(),
+            ..Default::default()
         })
         .unwrap()
     }

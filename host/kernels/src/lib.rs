@@ -1,0 +1,1308 @@
+//! Vigil's own CPU kernels for the operators where tract is slow on
+//! detector-shaped models, as tract operators. A crate of its own so that it is
+//! optimized in the dev profile (tests, demo) like tract itself.
+//!
+//! Profiling the models Profiling YOLOv3-tiny at 416×416 on one thread
+//! (`examples/profile_model.rs`) put 17 % of tract's time in its max-pool and
+//! 13 % in its direct convolution of the first two layers, against 67 % in the
+//! im2col matrix products, which run near the CPU's peak.
+//!
+//! [`accelerate`] rewrites a typed model before tract optimizes it:
+//! - every f32 NCHW two-dimensional `MaxPool` (any kernel, stride and padding;
+//!   no dilation, no index output) becomes [`MaxPool2d`]: a maximum down the
+//!   window's rows, then across its columns, both vectorized by the compiler;
+//! - every f32 NCHW two-dimensional group-1 `Conv` with stride 1, dilation 1,
+//!   at least two taps, constant weights and bias, and output channels in
+//!   fours, becomes [`DirectConv`] on x86-64 CPUs with AVX2 and FMA: the input
+//!   is padded once per run, and a register-blocked kernel computes four output
+//!   channels × 24 positions with 12 accumulators, reading the padded planes
+//!   flattened so that narrow layers (13×13) waste no lanes.
+//!
+//! Both split their work over the run's executor like tract's own operators
+//! (`tract_linalg::multithread::par_chunks_mut`), so `threads_per_run` applies.
+//! Max-pool results are exact; convolution sums in another order than tract,
+//! so outputs differ in the last bits (`tests` compare against tract's own).
+//!
+//! The convolution kernel is the crate's one use of SIMD intrinsics, hence of
+//! `unsafe`: every pointer it reads and writes is checked by its caller against
+//! the padded input's and the output's lengths (see the SAFETY notes).
+#![allow(unsafe_code)]
+
+use std::sync::Arc;
+
+use tract_linalg::multithread::Executor;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PoolSpec};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+/// What [`accelerate`] replaced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Replaced {
+    /// Max-pools on [`MaxPool2d`].
+    pub max_pools: usize,
+    /// Convolutions on [`DirectConv`].
+    pub convs: usize,
+    /// Leaky ReLUs computed in the convolution before them.
+    pub fused_activations: usize,
+    /// 2×2/2 max-pools computed in the convolution before them.
+    pub fused_pools: usize,
+}
+
+/// Replaces the operators Vigil has faster kernels for (see the crate docs).
+/// Nodes that do not qualify are left to tract.
+pub fn accelerate(mut model: TypedModel) -> TractResult<(TypedModel, Replaced)> {
+    let mut done = Replaced::default();
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        // The node whose output the new operator replaces: the convolution's
+        // own, or that of the activation and pool fused into it.
+        let mut last = id;
+        let op: Option<Box<dyn TypedOp>> = if let Some(pool) = node.op_as::<MaxPool>() {
+            MaxPool2d::for_node(&model, node, pool)?.map(|op| {
+                done.max_pools += 1;
+                Box::new(op) as _
+            })
+        } else if let Some(conv) = node.op_as::<Conv>() {
+            match DirectConv::for_node(&model, node, conv)? {
+                Some(mut op) => {
+                    done.convs += 1;
+                    if let Some((next, alpha)) = leaky_after(&model, last)? {
+                        (op.alpha, last) = (alpha, next);
+                        done.fused_activations += 1;
+                    }
+                    if let Some(next) = pool_after(&model, last, &op)? {
+                        (op.pool, last) = (true, next);
+                        done.fused_pools += 1;
+                    }
+                    Some(Box::new(op))
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        if let Some(op) = op {
+            let node = model.node(id);
+            let mut patch = TypedModelPatch::default();
+            let x = patch.tap_model(&model, node.inputs[0])?;
+            let y = patch.wire_node(&model.node(last).name, op, &[x])?[0];
+            patch.shunt_outside(&model, OutletId::new(last, 0), y)?;
+            patch.apply(&mut model)?;
+        }
+    }
+    Ok((model, done))
+}
+
+/// The one node reading `id`'s single output, when nothing else does (not
+/// even the model's outputs).
+fn only_reader(model: &TypedModel, id: usize) -> Option<&TypedNode> {
+    let node = model.node(id);
+    let out = OutletId::new(id, 0);
+    if node.outputs.len() != 1
+        || node.outputs[0].successors.len() != 1
+        || model.outputs.contains(&out)
+    {
+        return None;
+    }
+    let next = model.node(node.outputs[0].successors[0].node);
+    (next.inputs.len() == 1 && next.outputs.len() == 1).then_some(next)
+}
+
+/// A leaky ReLU (0 ≤ α ≤ 1, so that it is `max(v, α·v)`) alone after `id`.
+fn leaky_after(model: &TypedModel, id: usize) -> TractResult<Option<(usize, f32)>> {
+    use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+    use tract_onnx::tract_core::ops::nn::LeakyRelu;
+    let Some(next) = only_reader(model, id) else {
+        return Ok(None);
+    };
+    let Some(ew) = next.op_as::<ElementWiseOp>() else {
+        return Ok(None);
+    };
+    let Some(leaky) = ew.0.downcast_ref::<LeakyRelu>() else {
+        return Ok(None);
+    };
+    let f32_out = model.outlet_fact(OutletId::new(next.id, 0))?.datum_type == f32::datum_type();
+    Ok(((0.0..=1.0).contains(&leaky.alpha) && f32_out).then_some((next.id, leaky.alpha)))
+}
+
+/// A 2×2 max-pool of stride 2 without padding alone after `id`, over the
+/// output `conv` makes.
+fn pool_after(model: &TypedModel, id: usize, conv: &DirectConv) -> TractResult<Option<usize>> {
+    let Some(next) = only_reader(model, id) else {
+        return Ok(None);
+    };
+    let Some(pool) = next.op_as::<MaxPool>() else {
+        return Ok(None);
+    };
+    let Some(op) = MaxPool2d::for_node(model, next, pool)? else {
+        return Ok(None);
+    };
+    let (g, c) = (&op.g, &conv.g);
+    let fits = (g.kh, g.kw, g.sh, g.sw, g.pad) == (2, 2, 2, 2, [0; 4])
+        && (g.n, g.c, g.h, g.w, g.batch) == (c.n, conv.cout, c.oh, c.ow, c.batch)
+        && (g.oh, g.ow) == (c.oh / 2, c.ow / 2);
+    Ok(fits.then_some(next.id))
+}
+
+/// A two-dimensional window over an NCHW (or CHW) input of fixed shape.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Geometry {
+    /// Whether the tensors have the batch axis (NCHW, else CHW with `n` 1).
+    batch: bool,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    /// Padding: top, left, bottom, right.
+    pad: [usize; 4],
+}
+
+impl Geometry {
+    /// The window of `spec` over `input` when both are simple enough: f32,
+    /// NCHW or CHW, two spatial axes, no dilation.
+    fn of(spec: &PoolSpec, input: &TypedFact) -> Option<Geometry> {
+        if input.datum_type != f32::datum_type()
+            || spec.rank() != 2
+            || spec.dilations().iter().any(|&d| d != 1)
+        {
+            return None;
+        }
+        let shape = input.shape.as_concrete()?;
+        let (batch, n, c, h, w) = match (spec.data_format, shape) {
+            (DataFormat::NCHW, &[n, c, h, w]) => (true, n, c, h, w),
+            (DataFormat::CHW, &[c, h, w]) => (false, 1, c, h, w),
+            _ => return None,
+        };
+        let (kernel, strides) = (&spec.kernel_shape, spec.strides());
+        let dims = spec.padding.compute(&[h, w], kernel, &[1, 1], &strides);
+        let g = Geometry {
+            batch,
+            n,
+            c,
+            h,
+            w,
+            oh: dims[0].convoluted,
+            ow: dims[1].convoluted,
+            kh: kernel[0],
+            kw: kernel[1],
+            sh: strides[0],
+            sw: strides[1],
+            pad: [
+                dims[0].pad_before,
+                dims[1].pad_before,
+                dims[0].pad_after,
+                dims[1].pad_after,
+            ],
+        };
+        (n > 0 && c > 0 && g.oh > 0 && g.ow > 0 && g.kh > 0 && g.kw > 0).then_some(g)
+    }
+
+    /// The input's shape.
+    fn input_shape(&self) -> TVec<usize> {
+        self.shape(self.c, self.h, self.w)
+    }
+
+    /// A shape in this geometry's layout.
+    fn shape(&self, c: usize, h: usize, w: usize) -> TVec<usize> {
+        if self.batch {
+            tvec![self.n, c, h, w]
+        } else {
+            tvec![c, h, w]
+        }
+    }
+}
+
+/// Whether `node`'s one output is f32 of `shape`, as the replacement makes.
+fn same_output(model: &TypedModel, node: &TypedNode, shape: &[usize]) -> TractResult<bool> {
+    let fact = model.outlet_fact(OutletId::new(node.id, 0))?;
+    Ok(node.outputs.len() == 1
+        && fact.datum_type == f32::datum_type()
+        && fact.shape.as_concrete() == Some(shape))
+}
+
+// ---------------------------------------------------------------- max-pool
+
+/// Max-pool over an NCHW f32 input (see the module docs). Out-of-range window
+/// positions are ignored, as ONNX specifies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MaxPool2d {
+    g: Geometry,
+}
+
+impl MaxPool2d {
+    fn for_node(model: &TypedModel, node: &TypedNode, op: &MaxPool) -> TractResult<Option<Self>> {
+        if op.with_index_outputs.is_some() || node.inputs.len() != 1 {
+            return Ok(None);
+        }
+        let Some(g) = Geometry::of(&op.pool_spec, model.outlet_fact(node.inputs[0])?) else {
+            return Ok(None);
+        };
+        let shape = g.shape(g.c, g.oh, g.ow);
+        Ok(same_output(model, node, &shape)?.then_some(MaxPool2d { g }))
+    }
+
+    fn run(&self, x: &[f32], out: &mut [f32]) -> TractResult<()> {
+        let g = &self.g;
+        let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+        tract_linalg::multithread::par_chunks_mut(out, plane_out, x.len(), |first, chunk| {
+            let mut row = vec![0f32; g.w];
+            for (i, o) in chunk.chunks_mut(plane_out).enumerate() {
+                pool_plane(&x[(first + i) * plane_in..][..plane_in], o, g, &mut row);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// One channel: per output row, the maximum down the window's input rows
+/// (whole rows, vectorized), then across each window's columns.
+fn pool_plane(x: &[f32], out: &mut [f32], g: &Geometry, row: &mut [f32]) {
+    let span = |o: usize, s: usize, p: usize, k: usize, len: usize| {
+        let start = (o * s) as isize - p as isize;
+        let lo = start.clamp(0, len as isize) as usize;
+        let hi = (start + k as isize).clamp(0, len as isize) as usize;
+        (lo, hi.max(lo))
+    };
+    for (oy, o) in out.chunks_exact_mut(g.ow).enumerate() {
+        let (y0, y1) = span(oy, g.sh, g.pad[0], g.kh, g.h);
+        if y0 == y1 {
+            o.fill(f32::NEG_INFINITY);
+            continue;
+        }
+        row.copy_from_slice(&x[y0 * g.w..][..g.w]);
+        for y in y0 + 1..y1 {
+            for (r, v) in row.iter_mut().zip(&x[y * g.w..][..g.w]) {
+                *r = r.max(*v);
+            }
+        }
+        if g.kw == 2 && g.sw == 2 && g.pad[1] == 0 && 2 * g.ow <= g.w {
+            for (o, pair) in o.iter_mut().zip(row.chunks_exact(2)) {
+                *o = pair[0].max(pair[1]);
+            }
+        } else {
+            for (ox, o) in o.iter_mut().enumerate() {
+                let (x0, x1) = span(ox, g.sw, g.pad[1], g.kw, g.w);
+                *o = row[x0..x1].iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+            }
+        }
+    }
+}
+
+impl Op for MaxPool2d {
+    fn name(&self) -> StaticName {
+        "VigilMaxPool2d".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?}", self.g)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for MaxPool2d {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let g = &self.g;
+        ensure!(*input.shape() == *g.input_shape(), "unexpected input shape");
+        let mut out = Tensor::zero::<f32>(&g.shape(g.c, g.oh, g.ow))?;
+        let mut view = out.try_as_plain_ram_mut()?;
+        self.run(
+            input.try_as_plain_ram()?.as_slice::<f32>()?,
+            view.as_slice_mut::<f32>()?,
+        )?;
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for MaxPool2d {
+    fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let g = &self.g;
+        Ok(tvec!(f32::fact(g.shape(g.c, g.oh, g.ow))))
+    }
+
+    as_op!();
+}
+
+// ------------------------------------------------------------- convolution
+
+/// The register block a [`DirectConv`] kernel computes per call: output
+/// channels × consecutive positions, in 8-lane vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Block {
+    /// AVX-512VL: 32 vector registers, so 8 channels × 3 vectors (24
+    /// accumulators); weights are broadcast straight from memory into the FMA.
+    C8x24,
+    /// AVX2 and FMA: 16 registers, so 4 channels × 2 vectors (8 accumulators).
+    C4x16,
+}
+
+/// The largest block, for scratch space.
+const MAX_BLOCK: usize = 8 * 24;
+
+/// Positions of the short tiles that finish a plane.
+const SHORT: usize = 8;
+
+/// Input a band of rows may span (see [`DirectConv::band_rows`]): a quarter
+/// of a typical 1 MiB L2 cache.
+const BAND_BYTES: usize = 256 << 10;
+
+/// Multiply-adds below which a convolution runs on the calling thread.
+const PARALLEL_WORK: usize = 1 << 20;
+
+impl Block {
+    /// The best block this CPU runs for `cout` output channels, if any.
+    fn for_cpu(cout: usize) -> Option<Block> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let (avx2, avx512) = (
+                has!("avx2") && has!("fma"),
+                has!("avx512f") && has!("avx512vl"),
+            );
+            if avx2 && avx512 && cout.is_multiple_of(8) {
+                return Some(Block::C8x24);
+            }
+            if avx2 && cout.is_multiple_of(4) {
+                return Some(Block::C4x16);
+            }
+        }
+        let _ = cout;
+        None
+    }
+
+    fn channels(self) -> usize {
+        match self {
+            Block::C8x24 => 8,
+            Block::C4x16 => 4,
+        }
+    }
+
+    fn positions(self) -> usize {
+        match self {
+            Block::C8x24 => 24,
+            Block::C4x16 => 16,
+        }
+    }
+}
+
+/// Stride-1 group-1 convolution over an NCHW f32 input with constant weights
+/// (see the module docs).
+#[derive(Clone)]
+pub struct DirectConv {
+    g: Geometry,
+    cout: usize,
+    block: Block,
+    /// Weights per block of output channels: `[cout/k][cin][kh·kw][k]`, `k`
+    /// the block's channels.
+    packed: Arc<Vec<f32>>,
+    bias: Arc<Vec<f32>>,
+    /// A leaky ReLU fused into the output (`max(v, α·v)`, 0 ≤ α ≤ 1); 1 is
+    /// none.
+    alpha: f32,
+    /// A 2×2 max-pool of stride 2 fused into the output.
+    pool: bool,
+}
+
+/// tract compares operators (to merge equal nodes): same geometry and
+/// bit-identical weights.
+impl PartialEq for DirectConv {
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        self.g == other.g
+            && self.cout == other.cout
+            && self.block == other.block
+            && self.alpha.to_bits() == other.alpha.to_bits()
+            && self.pool == other.pool
+            && (Arc::ptr_eq(&self.packed, &other.packed)
+                || bits(&self.packed) == bits(&other.packed))
+            && bits(&self.bias) == bits(&other.bias)
+    }
+}
+
+impl Eq for DirectConv {}
+
+impl std::fmt::Debug for DirectConv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectConv")
+            .field("geometry", &self.g)
+            .field("cout", &self.cout)
+            .field("block", &self.block)
+            .field("alpha", &self.alpha)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectConv {
+    fn for_node(model: &TypedModel, node: &TypedNode, op: &Conv) -> TractResult<Option<Self>> {
+        if op.q_params.is_some()
+            || op.group != 1
+            || op.kernel_fmt != KernelFormat::OIHW
+            || node.inputs.len() != 3
+            || op.pool_spec.strides().iter().any(|&s| s != 1)
+        {
+            return Ok(None);
+        }
+        let cout = op.pool_spec.output_channels;
+        let Some(block) = Block::for_cpu(cout) else {
+            return Ok(None);
+        };
+        let Some(g) = Geometry::of(&op.pool_spec, model.outlet_fact(node.inputs[0])?) else {
+            return Ok(None);
+        };
+        let (kernel, bias) = (
+            model.outlet_fact(node.inputs[1])?,
+            model.outlet_fact(node.inputs[2])?,
+        );
+        let (Some(kernel), Some(bias)) = (&kernel.konst, &bias.konst) else {
+            return Ok(None);
+        };
+        let taps = g.kh * g.kw;
+        if taps < 2
+            || kernel.datum_type() != f32::datum_type()
+            || kernel.shape() != [cout, g.c, g.kh, g.kw]
+            || bias.datum_type() != f32::datum_type()
+            || !(bias.len() == 1 || bias.len() == cout)
+            || !same_output(model, node, &g.shape(cout, g.oh, g.ow))?
+        {
+            return Ok(None);
+        }
+        let k = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
+        let co = block.channels();
+        let mut packed = Vec::with_capacity(k.len());
+        for first in (0..cout).step_by(co) {
+            for ci in 0..g.c {
+                for t in 0..taps {
+                    for j in first..first + co {
+                        packed.push(k[(j * g.c + ci) * taps + t]);
+                    }
+                }
+            }
+        }
+        let b = bias.try_as_plain_ram()?.as_slice::<f32>()?;
+        let bias = (0..cout)
+            .map(|o| b[if b.len() == 1 { 0 } else { o }])
+            .collect();
+        Ok(Some(DirectConv {
+            g,
+            cout,
+            block,
+            packed: Arc::new(packed),
+            bias: Arc::new(bias),
+            alpha: 1.0,
+            pool: false,
+        }))
+    }
+
+    /// The output's height and width (after the fused pool, if any).
+    fn out_hw(&self) -> (usize, usize) {
+        if self.pool {
+            (self.g.oh / 2, self.g.ow / 2)
+        } else {
+            (self.g.oh, self.g.ow)
+        }
+    }
+
+    /// Padded input planes' size.
+    fn padded(&self) -> (usize, usize) {
+        let g = &self.g;
+        (g.h + g.pad[0] + g.pad[2], g.w + g.pad[1] + g.pad[3])
+    }
+
+    /// The input, zero-padded, every plane `hp·wp` long, with slack after the
+    /// last one for the reads of the last tile. Each value is written once
+    /// (pads and rows together), planes in parallel.
+    fn pad_input(&self, x: &[f32]) -> TractResult<Vec<f32>> {
+        let g = &self.g;
+        let (hp, wp) = self.padded();
+        let planes = g.n * g.c;
+        let mut p = vec![0f32; planes * hp * wp + self.block.positions() + hp * wp];
+        let (body, _slack) = p.split_at_mut(planes * hp * wp);
+        let [top, left, _, right] = g.pad;
+        tract_linalg::multithread::par_chunks_mut(body, hp * wp, body.len(), |first, chunk| {
+            for (i, dst) in chunk.chunks_exact_mut(hp * wp).enumerate() {
+                let src = &x[(first + i) * g.h * g.w..][..g.h * g.w];
+                for (y, row) in dst.chunks_exact_mut(wp).enumerate() {
+                    match y.checked_sub(top).filter(|&sy| sy < g.h) {
+                        Some(sy) => {
+                            row[..left].fill(0.0);
+                            row[left..left + g.w].copy_from_slice(&src[sy * g.w..][..g.w]);
+                            row[wp - right..].fill(0.0);
+                        }
+                        None => row.fill(0.0),
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(p)
+    }
+
+    /// Convolution rows a unit of work computes: bands of rows whose input
+    /// fits in the L2 cache when the input is larger than the weights (the
+    /// first layers, large and with few channels: every block of output
+    /// channels then reads the band while it is in cache), else whole planes
+    /// (the weights are larger: every block's weights are read once).
+    fn band_rows(&self, conv_rows: usize) -> usize {
+        let g = &self.g;
+        let (hp, wp) = self.padded();
+        let step = if self.pool { 2 } else { 1 };
+        if g.c * hp * wp <= self.packed.len() {
+            return conv_rows.max(step);
+        }
+        let per_row = g.c * wp * std::mem::size_of::<f32>();
+        let rows = (BAND_BYTES / per_row).saturating_sub(g.kh - 1);
+        (rows / step * step).max(step)
+    }
+
+    fn run(&self, x: &[f32], out: &mut [f32]) -> TractResult<()> {
+        let g = &self.g;
+        let (hp, wp) = self.padded();
+        let plane = hp * wp;
+        let padded = self.pad_input(x)?;
+        let taps: Vec<isize> = (0..g.kh)
+            .flat_map(|ky| (0..g.kw).map(move |kx| (ky * wp + kx) as isize))
+            .collect();
+        let co = self.block.channels();
+        let blocks = self.cout / co;
+        let (oh, ow) = self.out_hw();
+        let conv_rows = if self.pool { 2 * oh } else { oh };
+        let rows = self.band_rows(conv_rows);
+        let bands = conv_rows.div_ceil(rows);
+        let per_block = g.c * taps.len() * co;
+        assert_eq!(out.len(), g.n * self.cout * oh * ow);
+        let out = Shared(out.as_mut_ptr());
+        // Units in (image, band, block) order: a thread takes consecutive
+        // units, so it runs every block over a band while the band is cached.
+        let unit = |u: usize, scratch: &mut Vec<f32>| {
+            let (ni, band, block) = (u / (bands * blocks), u / blocks % bands, u % blocks);
+            let y0 = band * rows;
+            let y1 = (y0 + rows).min(conv_rows);
+            let input = &padded[ni * g.c * plane..];
+            let w = &self.packed[block * per_block..][..per_block];
+            let b = &self.bias[block * co..][..co];
+            // SAFETY: the block's output planes of image `ni` lie within
+            // `out` (asserted length); units write disjoint rows of them.
+            let dst = unsafe { out.at((ni * self.cout + block * co) * oh * ow) };
+            let part = Part {
+                x: input,
+                plane,
+                wp,
+                taps: &taps,
+                w,
+                b,
+            };
+            // SAFETY: as above; `planes*` write only rows y0..y1 (or their
+            // pooled rows) of the block's planes.
+            unsafe {
+                if self.pool {
+                    self.planes_pooled(&part, y0, y1, dst, scratch);
+                } else {
+                    self.planes(&part, y0, y1, dst);
+                }
+            }
+        };
+        let units = g.n * bands * blocks;
+        let work = g.n * self.cout * g.oh * g.ow * g.c * taps.len();
+        match tract_linalg::multithread::current_tract_executor() {
+            Executor::MultiThread(pool)
+                if pool.current_num_threads() > 1 && units > 1 && work >= PARALLEL_WORK =>
+            {
+                use rayon::prelude::*;
+                pool.install(|| {
+                    (0..units)
+                        .into_par_iter()
+                        .for_each_init(Vec::new, |scratch, u| unit(u, scratch))
+                });
+            }
+            _ => {
+                let mut scratch = Vec::new();
+                for u in 0..units {
+                    unit(u, &mut scratch);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows `y0..y1` (even) of one block of output planes at `out`, with the
+    /// 2×2/2 max-pool fused: each pair of convolution rows is computed into
+    /// `rows` (two padded rows a channel, plus a tile's slack, so it stays in
+    /// cache) and pooled from there into pooled rows `y0/2..y1/2`.
+    ///
+    /// # Safety
+    /// `out` must be valid for the block's `co` pooled planes, and no other
+    /// thread may access pooled rows `y0/2..y1/2` of them meanwhile.
+    unsafe fn planes_pooled(
+        &self,
+        p: &Part<'_>,
+        y0: usize,
+        y1: usize,
+        out: *mut f32,
+        rows: &mut Vec<f32>,
+    ) {
+        let g = &self.g;
+        let (co, full) = (self.block.channels(), self.block.positions());
+        let (ph, pw) = self.out_hw();
+        let wp = p.wp;
+        let pair = 2 * wp;
+        let stride = pair + full;
+        p.check(g, co, full);
+        assert!(y0.is_multiple_of(2) && y1.is_multiple_of(2) && y1 <= 2 * ph && 2 * pw <= g.ow);
+        rows.clear();
+        rows.resize(co * stride, 0.0);
+        for py in y0 / 2..y1 / 2 {
+            let base = 2 * py * wp;
+            let mut s = 0;
+            while s < pair {
+                let len = if pair - s > full - SHORT { full } else { SHORT };
+                // SAFETY: reads end before x[(cin − 1)·plane + (2·py + 2)·wp
+                // + reach + len], within `x` (`check`, 2·py + 2 ≤ oh);
+                // writes `len` values at rows[j·stride + s] for j < co, and
+                // s + len < pair + full = stride.
+                unsafe {
+                    tile(
+                        self.block,
+                        len,
+                        p,
+                        base + s,
+                        g.c,
+                        self.alpha,
+                        rows.as_mut_ptr().add(s),
+                        stride,
+                    )
+                };
+                s += len;
+            }
+            for j in 0..co {
+                let r = &rows[j * stride..];
+                let (r0, r1) = (&r[..2 * pw], &r[wp..wp + 2 * pw]);
+                // SAFETY: pooled row `py` of channel j, this unit's own.
+                let o = unsafe { std::slice::from_raw_parts_mut(out.add((j * ph + py) * pw), pw) };
+                for ((o, a), b) in o.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                    *o = a[0].max(a[1]).max(b[0].max(b[1]));
+                }
+            }
+        }
+    }
+
+    /// Rows `y0..y1` of one block of output planes at `out`: tiles of
+    /// consecutive positions along the padded input flattened (row stride
+    /// `wp`), so a tile may run over the end of a row into the next: positions
+    /// past the output's width (`wp − ow` a row) are computed and dropped. A
+    /// tile inside one row is stored in place, others through a scratch block.
+    ///
+    /// # Safety
+    /// `out` must be valid for the block's `co` output planes, and no other
+    /// thread may access rows `y0..y1` of them meanwhile.
+    unsafe fn planes(&self, p: &Part<'_>, y0: usize, y1: usize, out: *mut f32) {
+        let g = &self.g;
+        let (co, full) = (self.block.channels(), self.block.positions());
+        let wp = p.wp;
+        let plane_out = g.oh * g.ow;
+        p.check(g, co, full);
+        assert!(y0 < y1 && y1 <= g.oh);
+        let (first, span) = (y0 * wp, y1 * wp);
+        let mut scratch = [0f32; MAX_BLOCK];
+        let mut start = first;
+        while start < span {
+            // Short tiles at the end, so narrow layers (13×13: 195 flat
+            // positions) compute little past it.
+            let len = if span - start > full - SHORT {
+                full
+            } else {
+                SHORT
+            };
+            let (y, x0) = (start / wp, start % wp);
+            if x0 + len <= g.ow {
+                // The whole tile is one output row's run: store in place.
+                // SAFETY: reads x[c·plane + start + tap + 0..len] for
+                // c < cin, within `x` (`check`: start < oh·wp); writes `len`
+                // values at out[j·plane_out + y·ow + x0] for j < co, in row
+                // y of the unit's rows (x0 + len ≤ ow).
+                unsafe {
+                    tile(
+                        self.block,
+                        len,
+                        p,
+                        start,
+                        g.c,
+                        self.alpha,
+                        out.add(y * g.ow + x0),
+                        plane_out,
+                    )
+                };
+            } else {
+                // SAFETY: as above, writing co × len values into `scratch`.
+                unsafe {
+                    tile(
+                        self.block,
+                        len,
+                        p,
+                        start,
+                        g.c,
+                        self.alpha,
+                        scratch.as_mut_ptr(),
+                        len,
+                    )
+                };
+                // Copy out the parts of the (up to three) rows the tile
+                // touched that are inside the output and the unit's rows.
+                let (mut y, mut x0, mut i) = (y, x0, 0);
+                while i < len && y < y1 {
+                    let run = (wp - x0).min(len - i);
+                    let valid = g.ow.saturating_sub(x0).min(run);
+                    for j in 0..co {
+                        // SAFETY: row y < y1 of channel j, x0 + valid ≤ ow.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                scratch.as_ptr().add(j * len + i),
+                                out.add(j * plane_out + y * g.ow + x0),
+                                valid,
+                            )
+                        };
+                    }
+                    (y, x0, i) = (y + 1, 0, i + run);
+                }
+            }
+            start += len;
+        }
+    }
+}
+
+/// The output pointer, shared by the units that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+
+impl Shared {
+    /// # Safety
+    /// `offset` must be within the allocation.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}
+
+// SAFETY: units write disjoint rows through it (see `DirectConv::run`).
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+/// One image and block of output channels: what every tile reads.
+struct Part<'a> {
+    /// The padded input from the image's first plane (and the slack after).
+    x: &'a [f32],
+    plane: usize,
+    wp: usize,
+    /// Offset of each tap from a window's first position.
+    taps: &'a [isize],
+    /// The block's weights, `[cin][tap][co]`.
+    w: &'a [f32],
+    b: &'a [f32],
+}
+
+impl Part<'_> {
+    /// The reads of any tile starting before `oh·wp` stay within `x`.
+    fn check(&self, g: &Geometry, co: usize, full: usize) {
+        let reach = self.taps.iter().copied().max().unwrap_or(0) as usize;
+        assert!(self.x.len() >= (g.c - 1) * self.plane + g.oh * self.wp + reach + full);
+        assert!(self.w.len() == g.c * self.taps.len() * co && self.b.len() == co);
+    }
+}
+
+/// One block from `start`: `dst[j·stride + i]` = act(`b[j]` + Σ over channels
+/// `c` and taps `t` of `w[c][t][j] · x[c·plane + start + t + i]`), for `len`
+/// positions (the block's, or [`SHORT`]), with act(v) = max(v, α·v).
+///
+/// # Safety
+/// `p.x` must hold `(cin − 1)·plane + start + max(taps) + len` values and
+/// `dst` must be valid for `len` writes at `dst + j·stride` for each channel
+/// `j` of the block; the block must be one [`Block::for_cpu`] chose.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn tile(
+    block: Block,
+    len: usize,
+    p: &Part<'_>,
+    start: usize,
+    cin: usize,
+    alpha: f32,
+    dst: *mut f32,
+    stride: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has the features `Block::for_cpu` checked; the bounds
+    // are the caller's.
+    unsafe {
+        let (x, w, b, taps, plane) = (p.x.as_ptr().add(start), p.w.as_ptr(), p.b, p.taps, p.plane);
+        let short = len == SHORT;
+        match block {
+            Block::C8x24 if short => x86::tile_8x8(x, plane, cin, taps, w, b, alpha, dst, stride),
+            Block::C8x24 => x86::tile_8x24(x, plane, cin, taps, w, b, alpha, dst, stride),
+            Block::C4x16 if short => x86::tile_4x8(x, plane, cin, taps, w, b, alpha, dst, stride),
+            Block::C4x16 => x86::tile_4x16(x, plane, cin, taps, w, b, alpha, dst, stride),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (block, len, p, start, cin, alpha, dst, stride);
+        unreachable!("DirectConv is only built on x86-64");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// `CO` channels × `NV` vectors of 8 positions, accumulated in registers
+    /// (see [`super::tile`]; `x` points at the tile's first position in
+    /// channel 0). Inlined into callers that enable the CPU features.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn body<const CO: usize, const NV: usize>(
+        x: *const f32,
+        plane: usize,
+        cin: usize,
+        taps: &[isize],
+        w: *const f32,
+        b: &[f32],
+        alpha: f32,
+        dst: *mut f32,
+        stride: usize,
+    ) {
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); NV]; CO];
+            for (j, row) in acc.iter_mut().enumerate() {
+                *row = [_mm256_set1_ps(b[j]); NV];
+            }
+            let mut wp = w;
+            for c in 0..cin {
+                let xc = x.add(c * plane);
+                for &off in taps {
+                    let p = xc.offset(off);
+                    let mut xv = [_mm256_setzero_ps(); NV];
+                    for (v, xv) in xv.iter_mut().enumerate() {
+                        *xv = _mm256_loadu_ps(p.add(8 * v));
+                    }
+                    for (j, row) in acc.iter_mut().enumerate() {
+                        let wj = _mm256_set1_ps(*wp.add(j));
+                        for (a, xv) in row.iter_mut().zip(&xv) {
+                            *a = _mm256_fmadd_ps(*xv, wj, *a);
+                        }
+                    }
+                    wp = wp.add(CO);
+                }
+            }
+            let alpha = _mm256_set1_ps(alpha);
+            for (j, row) in acc.iter().enumerate() {
+                for (v, a) in row.iter().enumerate() {
+                    let a = _mm256_max_ps(*a, _mm256_mul_ps(*a, alpha));
+                    _mm256_storeu_ps(dst.add(j * stride + 8 * v), a);
+                }
+            }
+        }
+    }
+
+    macro_rules! tile_fn {
+        ($name:ident, $features:literal, $co:literal, $nv:literal) => {
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(
+                x: *const f32,
+                plane: usize,
+                cin: usize,
+                taps: &[isize],
+                w: *const f32,
+                b: &[f32],
+                alpha: f32,
+                dst: *mut f32,
+                stride: usize,
+            ) {
+                unsafe { body::<$co, $nv>(x, plane, cin, taps, w, b, alpha, dst, stride) }
+            }
+        };
+    }
+
+    tile_fn!(tile_8x24, "avx2,fma,avx512f,avx512vl", 8, 3);
+    tile_fn!(tile_8x8, "avx2,fma,avx512f,avx512vl", 8, 1);
+    tile_fn!(tile_4x16, "avx2,fma", 4, 2);
+    tile_fn!(tile_4x8, "avx2,fma", 4, 1);
+}
+
+impl Op for DirectConv {
+    fn name(&self) -> StaticName {
+        "VigilDirectConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?} → {} channels", self.g, self.cout)])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DirectConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let g = &self.g;
+        ensure!(*input.shape() == *g.input_shape(), "unexpected input shape");
+        let (oh, ow) = self.out_hw();
+        let mut out = Tensor::zero::<f32>(&g.shape(self.cout, oh, ow))?;
+        let mut view = out.try_as_plain_ram_mut()?;
+        self.run(
+            input.try_as_plain_ram()?.as_slice::<f32>()?,
+            view.as_slice_mut::<f32>()?,
+        )?;
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for DirectConv {
+    fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let g = &self.g;
+        let (oh, ow) = self.out_hw();
+        Ok(tvec!(f32::fact(g.shape(self.cout, oh, ow))))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let g = &self.g;
+        let macs = g.n * self.cout * g.oh * g.ow * g.c * g.kh * g.kw;
+        Ok(tvec!((Cost::FMA(f32::datum_type()), macs.into())))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::tract_core::ops::cnn::PaddingSpec;
+
+    /// A deterministic pseudo-random tensor in [−1, 1).
+    fn noise(shape: &[usize], seed: u64) -> Tensor {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        tract_onnx::tract_core::ndarray::ArrayD::from_shape_vec(shape, v)
+            .unwrap()
+            .into()
+    }
+
+    fn spec(
+        format: DataFormat,
+        k: [usize; 2],
+        s: usize,
+        pad: PaddingSpec,
+        c: [usize; 2],
+    ) -> PoolSpec {
+        PoolSpec {
+            data_format: format,
+            kernel_shape: tvec![k[0], k[1]],
+            padding: pad,
+            dilations: None,
+            strides: (s != 1).then(|| tvec![s, s]),
+            input_channels: c[0],
+            output_channels: c[1],
+        }
+    }
+
+    struct ConvCase {
+        input: Vec<usize>,
+        cout: usize,
+        kernel: [usize; 2],
+        stride: usize,
+        pad: PaddingSpec,
+        leaky: Option<f32>,
+        pool: bool,
+    }
+
+    fn conv_model(c: &ConvCase) -> TypedModel {
+        let chw = c.input.len() == 3;
+        let cin = c.input[c.input.len() - 3];
+        let format = if chw {
+            DataFormat::CHW
+        } else {
+            DataFormat::NCHW
+        };
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact(&c.input)).unwrap();
+        let k = m
+            .add_const("k", noise(&[c.cout, cin, c.kernel[0], c.kernel[1]], 7))
+            .unwrap();
+        let b = m.add_const("b", noise(&[c.cout], 8)).unwrap();
+        let conv = Conv {
+            pool_spec: spec(format, c.kernel, c.stride, c.pad.clone(), [cin, c.cout]),
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let mut y = m.wire_node("conv", conv, &[x, k, b]).unwrap();
+        if let Some(alpha) = c.leaky {
+            y = m
+                .wire_node(
+                    "leaky",
+                    tract_onnx::tract_core::ops::nn::leaky_relu(alpha),
+                    &y,
+                )
+                .unwrap();
+        }
+        if c.pool {
+            let pool = MaxPool::new(
+                spec(format, [2, 2], 2, PaddingSpec::Valid, [c.cout, c.cout]),
+                None,
+            );
+            y = m.wire_node("pool", pool, &y).unwrap();
+        }
+        m.select_output_outlets(&y).unwrap();
+        m
+    }
+
+    fn run(model: TypedModel, input: &Tensor, threads: usize) -> Tensor {
+        let options = RunOptions {
+            executor: (threads > 1).then(|| Executor::multithread(threads)),
+            ..Default::default()
+        };
+        let plan = model
+            .into_optimized()
+            .unwrap()
+            .into_runnable_with_options(&options)
+            .unwrap();
+        plan.run(tvec!(input.clone().into()))
+            .unwrap()
+            .remove(0)
+            .into_tensor()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec()
+    }
+
+    /// tract's own result, ours on one thread and on two, and what was replaced.
+    fn both(model: TypedModel, input: &Tensor) -> (Tensor, Tensor, Tensor, Replaced) {
+        let reference = run(model.clone(), input, 1);
+        let (ours, replaced) = accelerate(model.into_decluttered().unwrap()).unwrap();
+        let one = run(ours.clone(), input, 1);
+        let two = run(ours, input, 2);
+        (reference, one, two, replaced)
+    }
+
+    fn assert_close(reference: &Tensor, ours: &Tensor, what: &str) {
+        assert_eq!(reference.shape(), ours.shape(), "{what}: shape");
+        let (a, b) = (values(reference), values(ours));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{what}: off by {worst} (relative)");
+    }
+
+    #[test]
+    fn convolutions_match_tract_on_every_path() {
+        if Block::for_cpu(8).is_none() {
+            eprintln!("skipped: this CPU has no AVX2 and FMA");
+            return;
+        }
+        let same = |p: usize| PaddingSpec::Explicit(tvec![p, p], tvec![p, p]);
+        let cases = [
+            // The detector's first layer, fused with its leaky ReLU and
+            // max-pool; two images; bands (the input outweighs the weights).
+            ConvCase {
+                input: vec![2, 3, 120, 200],
+                cout: 16,
+                kernel: [3, 3],
+                stride: 1,
+                pad: same(1),
+                leaky: Some(0.1),
+                pool: true,
+            },
+            // Narrow: 13×13 out, tiles span rows (scratch path); 12 output
+            // channels take the 4-channel block.
+            ConvCase {
+                input: vec![1, 5, 15, 15],
+                cout: 12,
+                kernel: [3, 3],
+                stride: 1,
+                pad: PaddingSpec::Valid,
+                leaky: None,
+                pool: false,
+            },
+            // A 5×3 kernel with uneven padding.
+            ConvCase {
+                input: vec![1, 7, 9, 40],
+                cout: 8,
+                kernel: [5, 3],
+                stride: 1,
+                pad: PaddingSpec::Explicit(tvec![2, 0], tvec![1, 1]),
+                leaky: Some(0.25),
+                pool: false,
+            },
+            // CHW (no batch axis), as tract leaves some layers.
+            ConvCase {
+                input: vec![16, 13, 13],
+                cout: 32,
+                kernel: [3, 3],
+                stride: 1,
+                pad: same(1),
+                leaky: Some(0.1),
+                pool: false,
+            },
+            // Odd output (15×17) under a fused pool: the last row and
+            // column are dropped, as ONNX's floor mode does.
+            ConvCase {
+                input: vec![1, 24, 15, 17],
+                cout: 40,
+                kernel: [3, 3],
+                stride: 1,
+                pad: same(1),
+                leaky: None,
+                pool: true,
+            },
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            let input = noise(&c.input, i as u64);
+            let (reference, one, two, replaced) = both(conv_model(c), &input);
+            assert_eq!(replaced.convs, 1, "case {i}: {replaced:?}");
+            assert_eq!(
+                replaced.fused_activations,
+                c.leaky.is_some() as usize,
+                "case {i}"
+            );
+            assert_eq!(replaced.fused_pools, c.pool as usize, "case {i}");
+            assert_close(&reference, &one, &format!("case {i}"));
+            // Threads split the work, not the sums: the same bits.
+            assert_eq!(values(&one), values(&two), "case {i}: two threads");
+        }
+    }
+
+    #[test]
+    fn convolutions_it_has_no_kernel_for_stay_with_tract() {
+        let cases = [
+            // Stride 2.
+            ConvCase {
+                input: vec![1, 3, 20, 20],
+                cout: 8,
+                kernel: [3, 3],
+                stride: 2,
+                pad: PaddingSpec::Valid,
+                leaky: None,
+                pool: false,
+            },
+            // A single tap (a matrix product: tract's own is fast).
+            ConvCase {
+                input: vec![1, 8, 10, 10],
+                cout: 8,
+                kernel: [1, 1],
+                stride: 1,
+                pad: PaddingSpec::Valid,
+                leaky: None,
+                pool: false,
+            },
+            // Output channels not in fours.
+            ConvCase {
+                input: vec![1, 3, 20, 20],
+                cout: 6,
+                kernel: [3, 3],
+                stride: 1,
+                pad: PaddingSpec::Valid,
+                leaky: None,
+                pool: false,
+            },
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            let (_, replaced) = accelerate(conv_model(c).into_decluttered().unwrap()).unwrap();
+            assert_eq!(replaced, Replaced::default(), "case {i}");
+        }
+        // A leaky ReLU steeper than identity is not max(v, α·v): not fused.
+        let c = ConvCase {
+            input: vec![1, 3, 20, 20],
+            cout: 8,
+            kernel: [3, 3],
+            stride: 1,
+            pad: PaddingSpec::Valid,
+            leaky: Some(1.5),
+            pool: false,
+        };
+        let input = noise(&c.input, 3);
+        let (reference, one, _, replaced) = both(conv_model(&c), &input);
+        assert_eq!(replaced.fused_activations, 0);
+        assert_close(&reference, &one, "steep leaky");
+    }
+
+    #[test]
+    fn max_pools_match_tract_exactly() {
+        let cases = [
+            // 2×2/2 on even and odd sizes.
+            (vec![1, 3, 10, 12], [2, 2], 2, PaddingSpec::Valid),
+            (vec![2, 4, 11, 13], [2, 2], 2, PaddingSpec::Valid),
+            // 2×2/1 padded right and bottom (YOLOv3-tiny's last pool).
+            (
+                vec![1, 8, 13, 13],
+                [2, 2],
+                1,
+                PaddingSpec::ExplicitOnnxPool(tvec![0, 0], tvec![1, 1], false),
+            ),
+            // 3×3/2 padded all round, ceil mode.
+            (
+                vec![1, 2, 17, 20],
+                [3, 3],
+                2,
+                PaddingSpec::ExplicitOnnxPool(tvec![1, 1], tvec![1, 1], true),
+            ),
+            // CHW.
+            (vec![5, 9, 9], [3, 2], 1, PaddingSpec::Valid),
+        ];
+        for (i, (shape, k, s, pad)) in cases.into_iter().enumerate() {
+            let format = if shape.len() == 3 {
+                DataFormat::CHW
+            } else {
+                DataFormat::NCHW
+            };
+            let c = shape[shape.len() - 3];
+            let mut m = TypedModel::default();
+            let x = m.add_source("x", f32::fact(&shape)).unwrap();
+            let y = m
+                .wire_node(
+                    "pool",
+                    MaxPool::new(spec(format, k, s, pad, [c, c]), None),
+                    &[x],
+                )
+                .unwrap();
+            m.select_output_outlets(&y).unwrap();
+            let input = noise(&shape, 10 + i as u64);
+            let (reference, one, two, replaced) = both(m, &input);
+            assert_eq!(replaced.max_pools, 1, "case {i}");
+            assert_eq!(reference.shape(), one.shape(), "case {i}");
+            assert_eq!(values(&reference), values(&one), "case {i}");
+            assert_eq!(values(&one), values(&two), "case {i}: two threads");
+        }
+    }
+}
