@@ -1,10 +1,11 @@
 //! `cargo xtask bench detect`: object-detection benchmark of docs/benchmarks.md.
 //!
 //! 1. Latency per frame of YOLOv3-tiny at 416×416 and 768×576, one and two
-//!    threads: the host's inference path (tract, release build of
-//!    `host/examples/infer.rs`, input building included and not) against
-//!    onnxruntime (`tools/check_yolo.py --bench`, same model, same machine),
-//!    medians of `--runs` runs, side by side.
+//!    threads: the host's inference path (tract with Vigil's kernels, release
+//!    build of `host/examples/infer.rs`, input building included and not),
+//!    tract alone (`--tract-only`) and onnxruntime (`tools/check_yolo.py
+//!    --bench`, same model, same machine), medians of `--runs` runs, side by
+//!    side.
 //! 2. End to end: `--cameras` cameras of the camera simulator looping vtest.avi
 //!    (people walking), the `detect` plugin on each at `--fps`, in the release
 //!    host with `[inference] threads = 2`; over `--seconds`: model runs and
@@ -122,23 +123,27 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         o.runs
     );
     println!(
-        "| input | threads | tract (host path, model only) | with input building | onnxruntime | tract / onnxruntime | tract, slices export | onnxruntime, slices export |"
+        "| input | threads | host path: tract + Vigil's kernels, model only | with input building | tract alone (`vigil_kernels = false`) | onnxruntime | host / onnxruntime | tract alone / onnxruntime |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for size in ["416x416", "768x576"] {
         let model = models.join(format!("yolov3-tiny-{size}.onnx"));
-        let slices_model = slices_export(&python, size)?;
         for threads in [1, 2] {
-            let tract = |m: &Path| {
-                json(Command::new(release.join("examples/infer")).arg(m).args([
-                    "--runs",
-                    &o.runs.to_string(),
-                    "--threads",
-                    &threads.to_string(),
-                ]))
+            let tract = |m: &Path, extra: &[&str]| {
+                json(
+                    Command::new(release.join("examples/infer"))
+                        .arg(m)
+                        .args([
+                            "--runs",
+                            &o.runs.to_string(),
+                            "--threads",
+                            &threads.to_string(),
+                        ])
+                        .args(extra),
+                )
             };
-            let t = tract(&model)?;
-            let ts = tract(&slices_model)?["run_median_ms"]
+            let t = tract(&model, &[])?;
+            let alone = tract(&model, &["--tract-only"])?["run_median_ms"]
                 .as_f64()
                 .unwrap_or(f64::NAN);
             let ort = |m: &Path| -> anyhow::Result<f64> {
@@ -158,51 +163,20 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
                 )?;
                 Ok(r["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN))
             };
-            let (om, os) = (ort(&model)?, ort(&slices_model)?);
+            let om = ort(&model)?;
             let (tm, tb) = (
                 t["run_median_ms"].as_f64().unwrap_or(f64::NAN),
                 t["median_ms"].as_f64().unwrap_or(f64::NAN),
             );
             println!(
-                "| {size} | {threads} | {tm:.1} ms | {tb:.1} ms | {om:.1} ms | {:.2}× | {ts:.1} ms | {os:.1} ms |",
-                tm / om
+                "| {size} | {threads} | {tm:.1} ms | {tb:.1} ms | {alone:.1} ms | {om:.1} ms | {:.2}× | {:.2}× |",
+                tm / om,
+                alone / om
             );
         }
     }
     plugin_path(o, &models)?;
     end_to_end(o, &release, &models)
-}
-
-/// The same model with its 2x2/2 max-pools written as strided slices and
-/// maxima (`--maxpool slices`), an export tract runs faster on one thread.
-fn slices_export(python: &Path, size: &str) -> anyhow::Result<PathBuf> {
-    let dir = target_dir().join("bench-models");
-    std::fs::create_dir_all(&dir)?;
-    let out = dir.join(format!("yolov3-tiny-{size}-slices.onnx"));
-    let converter = repo_root().join("tools/darknet2onnx.py");
-    let fresh = |p: &Path| -> Option<bool> {
-        Some(p.metadata().ok()?.modified().ok()? >= converter.metadata().ok()?.modified().ok()?)
-    };
-    if fresh(&out) != Some(true) {
-        let darknet = cache().join("darknet");
-        let (w, h) = size.split_once('x').context("size")?;
-        let st = Command::new(python)
-            .arg(&converter)
-            .arg("--cfg")
-            .arg(darknet.join("yolov3-tiny.cfg"))
-            .arg("--weights")
-            .arg(darknet.join("yolov3-tiny.weights"))
-            .arg("--names")
-            .arg(darknet.join("coco.names"))
-            .args(["--width", w, "--height", h, "--maxpool", "slices", "--out"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .status()?;
-        if !st.success() {
-            bail!("converting the slices export failed");
-        }
-    }
-    Ok(out)
 }
 
 /// The plugin path against calling the host's pool directly, per analysed

@@ -561,8 +561,10 @@ impl DirectConv {
             return conv_rows.max(step);
         }
         let per_row = g.c * wp * std::mem::size_of::<f32>();
-        let rows = (BAND_BYTES / per_row).saturating_sub(g.kh - 1);
-        (rows / step * step).max(step)
+        let most = (BAND_BYTES / per_row).saturating_sub(g.kh - 1).max(step);
+        // Bands of even size, so that no thread is left with a short one.
+        let rows = conv_rows.div_ceil(conv_rows.div_ceil(most));
+        rows.div_ceil(step) * step
     }
 
     fn run(&self, x: &[f32], out: &mut [f32]) -> TractResult<()> {
