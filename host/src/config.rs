@@ -1236,7 +1236,13 @@ mode = "on-demand"
         let c = parse("vigil.toml", GOOD).unwrap();
         assert!(c.plugins.inference.vigil_kernels);
         let off = format!("{GOOD}\n[inference]\nvigil_kernels = false\n");
-        assert!(!parse("vigil.toml", &off).unwrap().plugins.inference.vigil_kernels);
+        assert!(
+            !parse("vigil.toml", &off)
+                .unwrap()
+                .plugins
+                .inference
+                .vigil_kernels
+        );
     }
 
     #[test]

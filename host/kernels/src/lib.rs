@@ -314,7 +314,9 @@ impl EvalOp for MaxPool2d {
         let input = args_1!(inputs);
         let g = &self.g;
         ensure!(*input.shape() == *g.input_shape(), "unexpected input shape");
-        let mut out = Tensor::zero::<f32>(&g.shape(g.c, g.oh, g.ow))?;
+        // SAFETY: f32 has no invalid bit patterns, and `run` writes every
+        // output value (each output row of each plane).
+        let mut out = unsafe { Tensor::uninitialized::<f32>(&g.shape(g.c, g.oh, g.ow))? };
         let mut view = out.try_as_plain_ram_mut()?;
         self.run(
             input.try_as_plain_ram()?.as_slice::<f32>()?,
@@ -520,14 +522,19 @@ impl DirectConv {
     }
 
     /// The input, zero-padded, every plane `hp·wp` long, with slack after the
-    /// last one for the reads of the last tile. Each value is written once
-    /// (pads and rows together), planes in parallel.
-    fn pad_input(&self, x: &[f32]) -> TractResult<Vec<f32>> {
+    /// last one for the reads of the last tile, into `buf` (reused from run
+    /// to run: a fresh buffer of megabytes costs a page fault a 4 KiB). Each
+    /// value is written once (pads and rows together), planes in parallel.
+    fn pad_input<'b>(&self, x: &[f32], buf: &'b mut Vec<f32>) -> TractResult<&'b [f32]> {
         let g = &self.g;
         let (hp, wp) = self.padded();
         let planes = g.n * g.c;
-        let mut p = vec![0f32; planes * hp * wp + self.block.positions() + hp * wp];
-        let (body, _slack) = p.split_at_mut(planes * hp * wp);
+        let total = planes * hp * wp + self.block.positions() + hp * wp;
+        if buf.len() < total {
+            buf.resize(total, 0.0);
+        }
+        let (body, slack) = buf[..total].split_at_mut(planes * hp * wp);
+        slack.fill(0.0);
         let [top, left, _, right] = g.pad;
         tract_linalg::multithread::par_chunks_mut(body, hp * wp, body.len(), |first, chunk| {
             for (i, dst) in chunk.chunks_exact_mut(hp * wp).enumerate() {
@@ -545,7 +552,7 @@ impl DirectConv {
             }
             Ok(())
         })?;
-        Ok(p)
+        Ok(&buf[..total])
     }
 
     /// Convolution rows a unit of work computes: bands of rows whose input
@@ -568,10 +575,22 @@ impl DirectConv {
     }
 
     fn run(&self, x: &[f32], out: &mut [f32]) -> TractResult<()> {
+        // One padded input at a time per thread (runs of tract's plan are
+        // sequential); a re-entrant call gets a buffer of its own.
+        thread_local! {
+            static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        PADDED.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => self.run_padded(x, out, &mut buf),
+            Err(_) => self.run_padded(x, out, &mut Vec::new()),
+        })
+    }
+
+    fn run_padded(&self, x: &[f32], out: &mut [f32], buf: &mut Vec<f32>) -> TractResult<()> {
         let g = &self.g;
         let (hp, wp) = self.padded();
         let plane = hp * wp;
-        let padded = self.pad_input(x)?;
+        let padded = self.pad_input(x, buf)?;
         let taps: Vec<isize> = (0..g.kh)
             .flat_map(|ky| (0..g.kw).map(move |kx| (ky * wp + kx) as isize))
             .collect();
@@ -964,7 +983,9 @@ impl EvalOp for DirectConv {
         let g = &self.g;
         ensure!(*input.shape() == *g.input_shape(), "unexpected input shape");
         let (oh, ow) = self.out_hw();
-        let mut out = Tensor::zero::<f32>(&g.shape(self.cout, oh, ow))?;
+        // SAFETY: f32 has no invalid bit patterns, and `run` writes every
+        // output value (every position of every row of every plane).
+        let mut out = unsafe { Tensor::uninitialized::<f32>(&g.shape(self.cout, oh, ow))? };
         let mut view = out.try_as_plain_ram_mut()?;
         self.run(
             input.try_as_plain_ram()?.as_slice::<f32>()?,
