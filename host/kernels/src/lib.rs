@@ -515,36 +515,54 @@ impl DirectConv {
         }
     }
 
-    /// Padded input planes' size.
+    /// The padded input's rows and row stride. Rows share their padding: the
+    /// zeros after a row's data are the right padding of that row and the
+    /// left padding of the next, so a row is `w + gap` long with `gap` the
+    /// larger side (at least enough that an output row stays inside its input
+    /// row's stride). A 3×3 kernel with padding 1 at 13 wide has a stride of
+    /// 14, not 15: a fifteenth fewer positions computed and dropped.
     fn padded(&self) -> (usize, usize) {
         let g = &self.g;
-        (g.h + g.pad[0] + g.pad[2], g.w + g.pad[1] + g.pad[3])
+        let [top, left, bottom, right] = g.pad;
+        let gap = left.max(right).max((left + right + 1).saturating_sub(g.kw));
+        (g.h + top + bottom, g.w + gap)
     }
 
-    /// The input, zero-padded, every plane `hp·wp` long, with slack after the
-    /// last one for the reads of the last tile, into `buf` (reused from run
+    /// One padded plane's length: `left` zeros (the first row's left
+    /// padding), then `hp` rows of stride `wp`.
+    fn plane(&self) -> usize {
+        let (hp, wp) = self.padded();
+        self.g.pad[1] + hp * wp
+    }
+
+    /// The input, zero-padded (see [`Self::padded`]), with slack after the
+    /// last plane for the reads of the last tile, into `buf` (reused from run
     /// to run: a fresh buffer of megabytes costs a page fault a 4 KiB). Each
     /// value is written once (pads and rows together), planes in parallel.
+    /// The output position (y, x) then reads its window from `y·wp + x` on.
     fn pad_input<'b>(&self, x: &[f32], buf: &'b mut Vec<f32>) -> TractResult<&'b [f32]> {
         let g = &self.g;
         let (hp, wp) = self.padded();
+        let plane = self.plane();
         let planes = g.n * g.c;
-        let total = planes * hp * wp + self.block.positions() + hp * wp;
+        let total = planes * plane + self.block.positions() + plane;
         if buf.len() < total {
             buf.resize(total, 0.0);
         }
-        let (body, slack) = buf[..total].split_at_mut(planes * hp * wp);
+        let (body, slack) = buf[..total].split_at_mut(planes * plane);
         slack.fill(0.0);
-        let [top, left, _, right] = g.pad;
-        tract_linalg::multithread::par_chunks_mut(body, hp * wp, body.len(), |first, chunk| {
-            for (i, dst) in chunk.chunks_exact_mut(hp * wp).enumerate() {
+        let [top, left, ..] = g.pad;
+        tract_linalg::multithread::par_chunks_mut(body, plane, body.len(), |first, chunk| {
+            for (i, dst) in chunk.chunks_exact_mut(plane).enumerate() {
                 let src = &x[(first + i) * g.h * g.w..][..g.h * g.w];
-                for (y, row) in dst.chunks_exact_mut(wp).enumerate() {
+                let (lead, rows) = dst.split_at_mut(left);
+                lead.fill(0.0);
+                debug_assert_eq!(rows.len(), hp * wp);
+                for (y, row) in rows.chunks_exact_mut(wp).enumerate() {
                     match y.checked_sub(top).filter(|&sy| sy < g.h) {
                         Some(sy) => {
-                            row[..left].fill(0.0);
-                            row[left..left + g.w].copy_from_slice(&src[sy * g.w..][..g.w]);
-                            row[wp - right..].fill(0.0);
+                            row[..g.w].copy_from_slice(&src[sy * g.w..][..g.w]);
+                            row[g.w..].fill(0.0);
                         }
                         None => row.fill(0.0),
                     }
@@ -588,8 +606,8 @@ impl DirectConv {
 
     fn run_padded(&self, x: &[f32], out: &mut [f32], buf: &mut Vec<f32>) -> TractResult<()> {
         let g = &self.g;
-        let (hp, wp) = self.padded();
-        let plane = hp * wp;
+        let wp = self.padded().1;
+        let plane = self.plane();
         let padded = self.pad_input(x, buf)?;
         let taps: Vec<isize> = (0..g.kh)
             .flat_map(|ky| (0..g.kw).map(move |kx| (ky * wp + kx) as isize))
