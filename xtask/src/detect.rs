@@ -4,8 +4,9 @@
 //!    threads: the host's inference path (tract with Vigil's kernels, release
 //!    build of `host/examples/infer.rs`, input building included and not),
 //!    tract alone (`--tract-only`) and onnxruntime (`tools/check_yolo.py
-//!    --bench`, same model, same machine), medians of `--runs` runs, side by
-//!    side.
+//!    --bench`, same model, same machine), medians of `--runs` runs, taking
+//!    turns for `--rounds` rounds (the median round is reported, with each
+//!    round's ratio).
 //! 2. End to end: `--cameras` cameras of the camera simulator looping vtest.avi
 //!    (people walking), the `detect` plugin on each at `--fps`, in the release
 //!    host with `[inference] threads = 2`; over `--seconds`: model runs and
@@ -24,6 +25,7 @@ use crate::util::*;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub runs: usize,
+    pub rounds: usize,
     pub cameras: usize,
     pub fps: f64,
     pub seconds: u64,
@@ -33,6 +35,7 @@ impl Options {
     pub fn parse(args: &[String]) -> anyhow::Result<Self> {
         let mut o = Options {
             runs: 20,
+            rounds: 3,
             cameras: 10,
             fps: 2.0,
             seconds: 30,
@@ -42,6 +45,7 @@ impl Options {
             let mut val = || it.next().with_context(|| format!("{a} needs a value"));
             match a.as_str() {
                 "--runs" => o.runs = val()?.parse().context("--runs")?,
+                "--rounds" => o.rounds = val()?.parse().context("--rounds")?,
                 "--cameras" => o.cameras = val()?.parse().context("--cameras")?,
                 "--fps" => o.fps = val()?.parse().context("--fps")?,
                 "--seconds" => o.seconds = val()?.parse().context("--seconds")?,
@@ -119,13 +123,17 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     let models = cache().join("models");
     let python = cache().join("py/bin/python");
     println!(
-        "\n### Latency per frame, YOLOv3-tiny (medians of {} runs)\n",
-        o.runs
+        "\n### Latency per frame, YOLOv3-tiny (medians of {} runs, {} rounds taking turns; median round)\n",
+        o.runs, o.rounds
     );
     println!(
-        "| input | threads | host path: tract + Vigil's kernels, model only | with input building | tract alone (`vigil_kernels = false`) | onnxruntime | host / onnxruntime | tract alone / onnxruntime |"
+        "| input | threads | host path: tract + Vigil's kernels, model only | with input building | tract alone (`vigil_kernels = false`) | onnxruntime | host / onnxruntime (median; rounds) | tract alone / onnxruntime |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     for size in ["416x416", "768x576"] {
         let model = models.join(format!("yolov3-tiny-{size}.onnx"));
         for threads in [1, 2] {
@@ -142,10 +150,6 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
                         .args(extra),
                 )
             };
-            let t = tract(&model, &[])?;
-            let alone = tract(&model, &["--tract-only"])?["run_median_ms"]
-                .as_f64()
-                .unwrap_or(f64::NAN);
             let ort = |m: &Path| -> anyhow::Result<f64> {
                 let r = json(
                     Command::new(&python)
@@ -163,15 +167,38 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
                 )?;
                 Ok(r["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN))
             };
-            let om = ort(&model)?;
-            let (tm, tb) = (
-                t["run_median_ms"].as_f64().unwrap_or(f64::NAN),
-                t["median_ms"].as_f64().unwrap_or(f64::NAN),
-            );
+            // The machine is shared: the runtimes take turns, round after
+            // round, and each round's ratio compares runs minutes apart at
+            // most.
+            let (mut tms, mut tbs, mut alones, mut oms, mut ratios, mut alone_ratios) =
+                (vec![], vec![], vec![], vec![], vec![], vec![]);
+            for _ in 0..o.rounds.max(1) {
+                let t = tract(&model, &[])?;
+                let om = ort(&model)?;
+                let alone = tract(&model, &["--tract-only"])?["run_median_ms"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN);
+                let tm = t["run_median_ms"].as_f64().unwrap_or(f64::NAN);
+                tms.push(tm);
+                tbs.push(t["median_ms"].as_f64().unwrap_or(f64::NAN));
+                alones.push(alone);
+                oms.push(om);
+                ratios.push(tm / om);
+                alone_ratios.push(alone / om);
+            }
+            let rounds = ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             println!(
-                "| {size} | {threads} | {tm:.1} ms | {tb:.1} ms | {alone:.1} ms | {om:.1} ms | {:.2}× | {:.2}× |",
-                tm / om,
-                alone / om
+                "| {size} | {threads} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}× ({rounds}) | {:.2}× |",
+                median(&mut tms),
+                median(&mut tbs),
+                median(&mut alones),
+                median(&mut oms),
+                median(&mut ratios),
+                median(&mut alone_ratios)
             );
         }
     }

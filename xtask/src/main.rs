@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
             println!("cargo xtask bench ingest [--counts 100,500,1000] [--ffmpeg-counts 25,100] [--seconds 30] [--no-hls]");
             println!("cargo xtask bench live [--only jpeg,snapshot,ttff,g2g,egress] [--viewers 50,100]");
             println!("cargo xtask bench plugins [--runs 3] [--instances 1000] [--cameras 1000] [--seconds 20]");
-            println!("cargo xtask bench detect [--runs 20] [--cameras 10] [--fps 2] [--seconds 30]");
+            println!("cargo xtask bench detect [--runs 20] [--rounds 3] [--cameras 10] [--fps 2] [--seconds 30]");
             Ok(())
         }
         Some(other) => bail!("unknown task {other:?}; try `cargo xtask help`"),
