@@ -2,26 +2,32 @@
 //! detector-shaped models, as tract operators. A crate of its own so that it is
 //! optimized in the dev profile (tests, demo) like tract itself.
 //!
-//! Profiling the models Profiling YOLOv3-tiny at 416×416 on one thread
-//! (`examples/profile_model.rs`) put 17 % of tract's time in its max-pool and
-//! 13 % in its direct convolution of the first two layers, against 67 % in the
-//! im2col matrix products, which run near the CPU's peak.
+//! Profiling YOLOv3-tiny at 416×416 on one thread (`examples/profile_model.rs`)
+//! put 17 % of tract's time in its max-pool, 13 % in its direct convolution of
+//! the first two layers and 67 % in im2col matrix products at 64–102 GFLOP/s,
+//! against a peak of 117 GFLOP/s per core (docs/benchmarks.md).
 //!
-//! [`accelerate`] rewrites a typed model before tract optimizes it:
-//! - every f32 NCHW two-dimensional `MaxPool` (any kernel, stride and padding;
-//!   no dilation, no index output) becomes [`MaxPool2d`]: a maximum down the
-//!   window's rows, then across its columns, both vectorized by the compiler;
-//! - every f32 NCHW two-dimensional group-1 `Conv` with stride 1, dilation 1,
-//!   at least two taps, constant weights and bias, and output channels in
-//!   fours, becomes [`DirectConv`] on x86-64 CPUs with AVX2 and FMA: the input
-//!   is padded once per run, and a register-blocked kernel computes four output
-//!   channels × 24 positions with 12 accumulators, reading the padded planes
-//!   flattened so that narrow layers (13×13) waste no lanes.
+//! [`accelerate`] rewrites a typed model before tract optimizes it (the model
+//! file is unchanged, so other runtimes can run the very same one):
+//! - every f32 NCHW or CHW two-dimensional group-1 `Conv` with stride 1,
+//!   dilation 1, at least two taps, constant weights and bias, and output
+//!   channels in eights (AVX-512VL) or fours (AVX2 and FMA) becomes
+//!   [`DirectConv`] on x86-64 CPUs. The input is
+//!   padded once per run into planes whose rows share their padding, read
+//!   flattened, and a register-blocked kernel computes a block of output
+//!   channels × consecutive positions per call (AVX-512VL: 8 × 24 in 24 of its
+//!   32 registers; AVX2: 4 × 16). A leaky ReLU after it (0 ≤ α ≤ 1) and a 2×2
+//!   stride-2 max-pool after that are computed in the same pass, so the
+//!   convolution's full-size output is never written;
+//! - every other f32 two-dimensional `MaxPool` (any kernel, stride and
+//!   padding; no dilation, no index output) becomes [`MaxPool2d`]: a maximum
+//!   down the window's rows, then across its columns, both vectorized.
 //!
-//! Both split their work over the run's executor like tract's own operators
-//! (`tract_linalg::multithread::par_chunks_mut`), so `threads_per_run` applies.
-//! Max-pool results are exact; convolution sums in another order than tract,
-//! so outputs differ in the last bits (`tests` compare against tract's own).
+//! Both split their work over the run's executor (rayon, or
+//! `tract_linalg::multithread::par_chunks_mut`), so `threads_per_run` applies.
+//! Max-pool results are exact. The convolution sums in another order than
+//! tract, so outputs differ in the last bits (the tests compare against
+//! tract's own operators); one thread and two give the same bits.
 //!
 //! The convolution kernel is the crate's one use of SIMD intrinsics, hence of
 //! `unsafe`: every pointer it reads and writes is checked by its caller against
@@ -55,6 +61,12 @@ pub fn accelerate(mut model: TypedModel) -> TractResult<(TypedModel, Replaced)> 
     let mut done = Replaced::default();
     for id in model.eval_order()? {
         let node = model.node(id);
+        // A node fused into an earlier replacement is left without readers.
+        let read = node.outputs.iter().any(|o| !o.successors.is_empty())
+            || model.outputs.iter().any(|o| o.node == id);
+        if !read {
+            continue;
+        }
         // The node whose output the new operator replaces: the convolution's
         // own, or that of the activation and pool fused into it.
         let mut last = id;
@@ -1238,6 +1250,10 @@ mod tests {
                 "case {i}"
             );
             assert_eq!(replaced.fused_pools, c.pool as usize, "case {i}");
+            assert_eq!(
+                replaced.max_pools, 0,
+                "case {i}: a fused pool is not replaced again"
+            );
             assert_close(&reference, &one, &format!("case {i}"));
             // Threads split the work, not the sums: the same bits.
             assert_eq!(values(&one), values(&two), "case {i}: two threads");
