@@ -431,15 +431,18 @@ pub struct DirectConv {
 /// bit-identical weights.
 impl PartialEq for DirectConv {
     fn eq(&self, other: &Self) -> bool {
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let same = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .map(|f| f.to_bits())
+                .eq(b.iter().map(|f| f.to_bits()))
+        };
         self.g == other.g
             && self.cout == other.cout
             && self.block == other.block
             && self.alpha.to_bits() == other.alpha.to_bits()
             && self.pool == other.pool
-            && (Arc::ptr_eq(&self.packed, &other.packed)
-                || bits(&self.packed) == bits(&other.packed))
-            && bits(&self.bias) == bits(&other.bias)
+            && (Arc::ptr_eq(&self.packed, &other.packed) || same(&self.packed, &other.packed))
+            && same(&self.bias, &other.bias)
     }
 }
 
@@ -557,7 +560,9 @@ impl DirectConv {
         let (hp, wp) = self.padded();
         let plane = self.plane();
         let planes = g.n * g.c;
-        let total = planes * plane + self.block.positions() + plane;
+        // The last image's last tiles read up to `positions + kw − 1 − left`
+        // values past its last plane (see `Part::check`).
+        let total = planes * plane + self.block.positions() + g.kw;
         if buf.len() < total {
             buf.resize(total, 0.0);
         }
@@ -675,6 +680,12 @@ impl DirectConv {
                         .into_par_iter()
                         .for_each_init(Vec::new, |scratch, u| unit(u, scratch))
                 });
+            }
+            Executor::RayonGlobal if units > 1 && work >= PARALLEL_WORK => {
+                use rayon::prelude::*;
+                (0..units)
+                    .into_par_iter()
+                    .for_each_init(Vec::new, |scratch, u| unit(u, scratch));
             }
             _ => {
                 let mut scratch = Vec::new();
