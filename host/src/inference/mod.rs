@@ -1,5 +1,6 @@
-//! Neural-network inference on the host with tract-onnx: the only module that
-//! imports tract. Plugins reach it through the `vigil:plugin/inference` WIT
+//! Neural-network inference on the host with tract-onnx: the only module of
+//! the host that imports tract (the `vigil-kernels` crate, `host/kernels/`,
+//! provides the operators it swaps in). Plugins reach it through the `vigil:plugin/inference` WIT
 //! interface (see `plugins::host_impl`).
 //!
 //! - A model is loaded from ONNX bytes once: the optimized plan is shared by
@@ -21,8 +22,8 @@ use tokio::sync::oneshot;
 use tract_onnx::prelude::*;
 
 use crate::codec::{self, Picture};
-
 use crate::error::{Error, ErrorKind, Result};
+
 pub use vigil_kernels::{Replaced, accelerate};
 
 /// `[inference]` settings.
@@ -39,8 +40,9 @@ pub struct InferenceConfig {
     pub max_model_bytes: usize,
     /// Where operator-installed models live (`<name>.onnx`).
     pub models_dir: std::path::PathBuf,
-    /// Run max-pools and small stride-1 convolutions on Vigil's own kernels
-    /// (`kernels`) instead of tract's; false leaves every operator to tract.
+    /// Run max-pools and stride-1 convolutions on Vigil's own kernels
+    /// (`vigil_kernels::accelerate`) instead of tract's; false leaves every
+    /// operator to tract.
     pub vigil_kernels: bool,
 }
 
@@ -428,10 +430,14 @@ fn build(bytes: &[u8], digest: [u8; 32], cfg: &InferenceConfig) -> Result<Model>
         .into_decluttered()
         .map_err(|e| bad("cannot simplify the model", &format!("{e:#}")))?;
     if cfg.vigil_kernels {
-        let (model, replaced) = accelerate(typed)
-            .map_err(|e| bad("cannot place Vigil's kernels", &format!("{e:#}")))?;
-        tracing::debug!(?replaced, "inference: operators on Vigil's kernels");
-        typed = model;
+        // A model the rewrite trips on still runs, on tract's operators.
+        match accelerate(typed.clone()) {
+            Ok((model, replaced)) => {
+                tracing::debug!(?replaced, "inference: operators on Vigil's kernels");
+                typed = model;
+            }
+            Err(e) => tracing::warn!("inference: Vigil's kernels left out for this model: {e:#}"),
+        }
     }
     let optimized = typed
         .into_optimized()
