@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::plan::{SimpleState, eval};
+use vigil::inference::InferenceConfig;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -31,27 +32,20 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let path = path.context("usage: profile_model MODEL.onnx [--runs N] [--top K]")?;
-    let mut model = tract_onnx::onnx()
-        .model_for_path(&path)?
-        .into_typed()?
-        .into_decluttered()?;
-    if !tract_only {
-        let (m, replaced) = vigil::inference::accelerate(model)?;
-        eprintln!("on Vigil's kernels: {replaced:?}");
-        model = m;
-    }
-    let model = model.into_optimized()?;
-    let shape: Vec<usize> = model
+    let typed = tract_onnx::onnx().model_for_path(&path)?.into_typed()?;
+    let cfg = InferenceConfig {
+        threads_per_run: threads,
+        vigil_kernels: !tract_only,
+        ..Default::default()
+    };
+    let plan = vigil::inference::plan(typed, &cfg)?;
+    let shape: Vec<usize> = plan
+        .model()
         .input_fact(0)?
         .shape
         .as_concrete()
         .context("fixed input shape")?
         .to_vec();
-    let options = tract_onnx::tract_core::runtime::RunOptions {
-        executor: (threads > 1).then(|| tract_linalg::multithread::Executor::multithread(threads)),
-        ..Default::default()
-    };
-    let plan = model.into_runnable_with_options(&options)?;
     let input: Tensor = tract_ndarray::ArrayD::<f32>::from_elem(shape.clone(), 0.5).into();
     let mut state = SimpleState::new(&plan)?;
     state.run(tvec!(input.clone().into()))?; // warm-up

@@ -1104,6 +1104,20 @@ mod tests {
         pool: bool,
     }
 
+    /// A case with stride 1, no padding and nothing after the convolution;
+    /// each case overrides what it tests (`ConvCase { pad, .., ..conv(…) }`).
+    fn conv(input: &[usize], cout: usize, kernel: [usize; 2]) -> ConvCase {
+        ConvCase {
+            input: input.to_vec(),
+            cout,
+            kernel,
+            stride: 1,
+            pad: PaddingSpec::Valid,
+            leaky: None,
+            pool: false,
+        }
+    }
+
     fn conv_model(c: &ConvCase) -> TypedModel {
         let chw = c.input.len() == 3;
         let cin = c.input[c.input.len() - 3];
@@ -1200,55 +1214,32 @@ mod tests {
             // The detector's first layer, fused with its leaky ReLU and
             // max-pool; two images; bands (the input outweighs the weights).
             ConvCase {
-                input: vec![2, 3, 120, 200],
-                cout: 16,
-                kernel: [3, 3],
-                stride: 1,
                 pad: same(1),
                 leaky: Some(0.1),
                 pool: true,
+                ..conv(&[2, 3, 120, 200], 16, [3, 3])
             },
             // Narrow: 13×13 out, tiles span rows (scratch path); 12 output
             // channels take the 4-channel block.
-            ConvCase {
-                input: vec![1, 5, 15, 15],
-                cout: 12,
-                kernel: [3, 3],
-                stride: 1,
-                pad: PaddingSpec::Valid,
-                leaky: None,
-                pool: false,
-            },
+            conv(&[1, 5, 15, 15], 12, [3, 3]),
             // A 5×3 kernel with uneven padding.
             ConvCase {
-                input: vec![1, 7, 9, 40],
-                cout: 8,
-                kernel: [5, 3],
-                stride: 1,
                 pad: PaddingSpec::Explicit(tvec![2, 0], tvec![1, 1]),
                 leaky: Some(0.25),
-                pool: false,
+                ..conv(&[1, 7, 9, 40], 8, [5, 3])
             },
             // CHW (no batch axis), as tract leaves some layers.
             ConvCase {
-                input: vec![16, 13, 13],
-                cout: 32,
-                kernel: [3, 3],
-                stride: 1,
                 pad: same(1),
                 leaky: Some(0.1),
-                pool: false,
+                ..conv(&[16, 13, 13], 32, [3, 3])
             },
             // Odd output (15×17) under a fused pool: the last row and
             // column are dropped, as ONNX's floor mode does.
             ConvCase {
-                input: vec![1, 24, 15, 17],
-                cout: 40,
-                kernel: [3, 3],
-                stride: 1,
                 pad: same(1),
-                leaky: None,
                 pool: true,
+                ..conv(&[1, 24, 15, 17], 40, [3, 3])
             },
         ];
         for (i, c) in cases.iter().enumerate() {
@@ -1276,34 +1267,13 @@ mod tests {
         let cases = [
             // Stride 2.
             ConvCase {
-                input: vec![1, 3, 20, 20],
-                cout: 8,
-                kernel: [3, 3],
                 stride: 2,
-                pad: PaddingSpec::Valid,
-                leaky: None,
-                pool: false,
+                ..conv(&[1, 3, 20, 20], 8, [3, 3])
             },
             // A single tap (a matrix product: tract's own is fast).
-            ConvCase {
-                input: vec![1, 8, 10, 10],
-                cout: 8,
-                kernel: [1, 1],
-                stride: 1,
-                pad: PaddingSpec::Valid,
-                leaky: None,
-                pool: false,
-            },
+            conv(&[1, 8, 10, 10], 8, [1, 1]),
             // Output channels not in fours.
-            ConvCase {
-                input: vec![1, 3, 20, 20],
-                cout: 6,
-                kernel: [3, 3],
-                stride: 1,
-                pad: PaddingSpec::Valid,
-                leaky: None,
-                pool: false,
-            },
+            conv(&[1, 3, 20, 20], 6, [3, 3]),
         ];
         for (i, c) in cases.iter().enumerate() {
             let (_, replaced) = accelerate(conv_model(c).into_decluttered().unwrap()).unwrap();
@@ -1311,13 +1281,8 @@ mod tests {
         }
         // A leaky ReLU steeper than identity is not max(v, α·v): not fused.
         let c = ConvCase {
-            input: vec![1, 3, 20, 20],
-            cout: 8,
-            kernel: [3, 3],
-            stride: 1,
-            pad: PaddingSpec::Valid,
             leaky: Some(1.5),
-            pool: false,
+            ..conv(&[1, 3, 20, 20], 8, [3, 3])
         };
         let input = noise(&c.input, 3);
         let (reference, one, _, replaced) = both(conv_model(&c), &input);

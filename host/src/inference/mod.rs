@@ -362,12 +362,48 @@ impl Inference {
     }
 }
 
+/// tract's plan for a typed model as the host runs it: simplified, with
+/// Vigil's kernels swapped in (unless `vigil_kernels` is off; a model the
+/// rewrite trips on keeps tract's operators), optimized, and planned for
+/// `threads_per_run` threads. `examples/profile_model.rs` times this plan.
+pub fn plan(typed: TypedModel, cfg: &InferenceConfig) -> Result<Arc<TypedSimplePlan>> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        err(ErrorKind::InvalidArgument, format!("{what}: {e:#}"))
+    };
+    let mut typed = typed
+        .into_decluttered()
+        .map_err(|e| bad("cannot simplify the model", &e))?;
+    if cfg.vigil_kernels {
+        match accelerate(typed.clone()) {
+            Ok((model, replaced)) => {
+                tracing::debug!(?replaced, "inference: operators on Vigil's kernels");
+                typed = model;
+            }
+            Err(e) => tracing::warn!("inference: Vigil's kernels left out for this model: {e:#}"),
+        }
+    }
+    let optimized = typed
+        .into_optimized()
+        .map_err(|e| bad("cannot optimize the model", &e))?;
+    let options = tract_onnx::tract_core::runtime::RunOptions {
+        executor: (cfg.threads_per_run > 1).then(|| {
+            tract_linalg::multithread::Executor::multithread_with_name(
+                cfg.threads_per_run,
+                "inference-mt",
+            )
+        }),
+        ..Default::default()
+    };
+    optimized
+        .into_runnable_with_options(&options)
+        .map_err(|e| bad("cannot plan the model", &e))
+}
+
 /// Largest side of an image input accepted (the input tensor is built per run).
 const MAX_SIDE: usize = 4096;
 
 /// Parses, checks and optimizes a model.
 fn build(bytes: &[u8], digest: [u8; 32], cfg: &InferenceConfig) -> Result<Model> {
-    let threads_per_run = cfg.threads_per_run;
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         err(ErrorKind::InvalidArgument, format!("{what}: {e}"))
     };
@@ -426,22 +462,8 @@ fn build(bytes: &[u8], digest: [u8; 32], cfg: &InferenceConfig) -> Result<Model>
         name: typed.node(typed.inputs[0].node).name.clone(),
         shape,
     };
-    let mut typed = typed
-        .into_decluttered()
-        .map_err(|e| bad("cannot simplify the model", &format!("{e:#}")))?;
-    if cfg.vigil_kernels {
-        // A model the rewrite trips on still runs, on tract's operators.
-        match accelerate(typed.clone()) {
-            Ok((model, replaced)) => {
-                tracing::debug!(?replaced, "inference: operators on Vigil's kernels");
-                typed = model;
-            }
-            Err(e) => tracing::warn!("inference: Vigil's kernels left out for this model: {e:#}"),
-        }
-    }
-    let optimized = typed
-        .into_optimized()
-        .map_err(|e| bad("cannot optimize the model", &format!("{e:#}")))?;
+    let plan = plan(typed, cfg)?;
+    let optimized = plan.model();
     let outputs = optimized
         .outputs
         .iter()
@@ -457,18 +479,6 @@ fn build(bytes: &[u8], digest: [u8; 32], cfg: &InferenceConfig) -> Result<Model>
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let options = tract_onnx::tract_core::runtime::RunOptions {
-        executor: (threads_per_run > 1).then(|| {
-            tract_linalg::multithread::Executor::multithread_with_name(
-                threads_per_run,
-                "inference-mt",
-            )
-        }),
-        ..Default::default()
-    };
-    let plan = optimized
-        .into_runnable_with_options(&options)
-        .map_err(|e| bad("cannot plan the model", &format!("{e:#}")))?;
     Ok(Model {
         digest,
         plan,
