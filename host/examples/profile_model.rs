@@ -38,7 +38,8 @@ fn main() -> anyhow::Result<()> {
         vigil_kernels: !tract_only,
         ..Default::default()
     };
-    let plan = vigil::inference::plan(typed, &cfg)?;
+    let planned = vigil::inference::plan(typed, &cfg)?;
+    let plan = &planned.plan;
     let shape: Vec<usize> = plan
         .model()
         .input_fact(0)?
@@ -47,24 +48,28 @@ fn main() -> anyhow::Result<()> {
         .context("fixed input shape")?
         .to_vec();
     let input: Tensor = tract_ndarray::ArrayD::<f32>::from_elem(shape.clone(), 0.5).into();
-    let mut state = SimpleState::new(&plan)?;
-    state.run(tvec!(input.clone().into()))?; // warm-up
-    let mut per_node: HashMap<usize, Vec<Duration>> = HashMap::new();
-    let mut totals = Vec::new();
-    for _ in 0..runs {
-        let t0 = Instant::now();
-        let mut times: Vec<(usize, Duration)> = Vec::new();
-        state.run_plan_with_eval(tvec!(input.clone().into()), |ctx, st, node, inputs| {
-            let t = Instant::now();
-            let r = eval(ctx, st, node, inputs);
-            times.push((node.id, t.elapsed()));
-            r
-        })?;
-        totals.push(t0.elapsed());
-        for (id, d) in times {
-            per_node.entry(id).or_default().push(d);
+    // On the plan's pool, as the host runs it (`Plan::enter`).
+    let (mut per_node, mut totals) = planned.enter(|| -> TractResult<_> {
+        let mut state = SimpleState::new(plan)?;
+        state.run(tvec!(input.clone().into()))?; // warm-up
+        let mut per_node: HashMap<usize, Vec<Duration>> = HashMap::new();
+        let mut totals = Vec::new();
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let mut times: Vec<(usize, Duration)> = Vec::new();
+            state.run_plan_with_eval(tvec!(input.clone().into()), |ctx, st, node, inputs| {
+                let t = Instant::now();
+                let r = eval(ctx, st, node, inputs);
+                times.push((node.id, t.elapsed()));
+                r
+            })?;
+            totals.push(t0.elapsed());
+            for (id, d) in times {
+                per_node.entry(id).or_default().push(d);
+            }
         }
-    }
+        Ok((per_node, totals))
+    })?;
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v[v.len() / 2]

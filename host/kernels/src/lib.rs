@@ -57,7 +57,16 @@ pub struct Replaced {
 
 /// Replaces the operators Vigil has faster kernels for (see the crate docs).
 /// Nodes that do not qualify are left to tract.
-pub fn accelerate(mut model: TypedModel) -> TractResult<(TypedModel, Replaced)> {
+pub fn accelerate(model: TypedModel) -> TractResult<(TypedModel, Replaced)> {
+    accelerate_with(model, Block::for_cpu)
+}
+
+/// Chooses a convolution's block for its output channels.
+type Chooser = fn(usize) -> Option<Block>;
+
+/// [`accelerate`] with the convolutions' blocks chosen by `blocks` (tests run
+/// the AVX2 block on CPUs that have AVX-512 too).
+fn accelerate_with(mut model: TypedModel, blocks: Chooser) -> TractResult<(TypedModel, Replaced)> {
     let mut done = Replaced::default();
     for id in model.eval_order()? {
         let node = model.node(id);
@@ -76,7 +85,7 @@ pub fn accelerate(mut model: TypedModel) -> TractResult<(TypedModel, Replaced)> 
                 Box::new(op) as _
             })
         } else if let Some(conv) = node.op_as::<Conv>() {
-            match DirectConv::for_node(&model, node, conv)? {
+            match DirectConv::for_node(&model, node, conv, blocks)? {
                 Some(mut op) => {
                     done.convs += 1;
                     if let Some((next, alpha)) = leaky_after(&model, last)? {
@@ -104,6 +113,22 @@ pub fn accelerate(mut model: TypedModel) -> TractResult<(TypedModel, Replaced)> 
         }
     }
     Ok((model, done))
+}
+
+/// The constant at `outlet`: a constant, or a cast of one (tract's ONNX
+/// import casts a convolution's bias; decluttering folds it later).
+fn konst(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Arc<Tensor>>> {
+    use tract_onnx::tract_core::ops::cast::Cast;
+    if let Some(k) = &model.outlet_fact(outlet)?.konst {
+        return Ok(Some(k.clone()));
+    }
+    let node = model.node(outlet.node);
+    if let (Some(cast), [input]) = (node.op_as::<Cast>(), &*node.inputs)
+        && let Some(k) = &model.outlet_fact(*input)?.konst
+    {
+        return Ok(Some(k.cast_to_dt(cast.to)?.into_owned().into_arc_tensor()));
+    }
+    Ok(None)
 }
 
 /// The one node reading `id`'s single output, when nothing else does (not
@@ -298,6 +323,21 @@ fn pool_plane(x: &[f32], out: &mut [f32], g: &Geometry, row: &mut [f32]) {
             for (o, pair) in o.iter_mut().zip(row.chunks_exact(2)) {
                 *o = pair[0].max(pair[1]);
             }
+        } else if g.sw == 1 {
+            // Stride 1: tap k of every window at once, over the outputs whose
+            // tap falls inside the row.
+            o.fill(f32::NEG_INFINITY);
+            let left = g.pad[1];
+            for k in 0..g.kw {
+                let lo = left.saturating_sub(k);
+                let hi = (g.w + left).saturating_sub(k).min(g.ow);
+                if lo < hi {
+                    let taps = &row[lo + k - left..][..hi - lo];
+                    for (o, v) in o[lo..hi].iter_mut().zip(taps) {
+                        *o = o.max(*v);
+                    }
+                }
+            }
         } else {
             for (ox, o) in o.iter_mut().enumerate() {
                 let (x0, x1) = span(ox, g.sw, g.pad[1], g.kw, g.w);
@@ -353,18 +393,16 @@ impl TypedOp for MaxPool2d {
 /// channels × consecutive positions, in 8-lane vectors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Block {
-    /// AVX-512VL: 32 vector registers, so 8 channels × 3 vectors (24
-    /// accumulators); weights are broadcast straight from memory into the FMA.
-    C8x24,
+    /// AVX-512F and VL: 32 vector registers, so 8 channels × 2 vectors of
+    /// 16 positions (16 accumulators), with 8 × 24, 8 × 16 and 8 × 8 tiles
+    /// of 8-lane vectors to finish a run.
+    C8x32,
     /// AVX2 and FMA: 16 registers, so 4 channels × 2 vectors (8 accumulators).
     C4x16,
 }
 
 /// The largest block, for scratch space.
-const MAX_BLOCK: usize = 8 * 24;
-
-/// Positions of the short tiles that finish a plane.
-const SHORT: usize = 8;
+const MAX_BLOCK: usize = 8 * 32;
 
 /// Input a band of rows may span (see [`DirectConv::band_rows`]): a quarter
 /// of a typical 1 MiB L2 cache.
@@ -374,36 +412,48 @@ const BAND_BYTES: usize = 256 << 10;
 const PARALLEL_WORK: usize = 1 << 20;
 
 impl Block {
-    /// The best block this CPU runs for `cout` output channels, if any.
+    /// The best block this CPU runs for `cout` output channels, if any: the
+    /// widest whose last, partial block adds at most an eighth of `cout` in
+    /// channels computed and dropped (255 channels take 32 blocks of 8).
     fn for_cpu(cout: usize) -> Option<Block> {
+        Block::on_cpu()
+            .into_iter()
+            .find(|b| cout.next_multiple_of(b.channels()) - cout <= cout / 8)
+    }
+
+    /// The blocks this CPU runs, widest first.
+    fn on_cpu() -> Vec<Block> {
+        let mut blocks = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
-            let (avx2, avx512) = (
-                has!("avx2") && has!("fma"),
-                has!("avx512f") && has!("avx512vl"),
-            );
-            if avx2 && avx512 && cout.is_multiple_of(8) {
-                return Some(Block::C8x24);
+            let avx2 = has!("avx2") && has!("fma");
+            if avx2 && has!("avx512f") && has!("avx512vl") {
+                blocks.push(Block::C8x32);
             }
-            if avx2 && cout.is_multiple_of(4) {
-                return Some(Block::C4x16);
+            if avx2 {
+                blocks.push(Block::C4x16);
             }
         }
-        let _ = cout;
-        None
+        blocks
     }
 
     fn channels(self) -> usize {
         match self {
-            Block::C8x24 => 8,
+            Block::C8x32 => 8,
             Block::C4x16 => 4,
         }
     }
 
+    /// The tile to compute when `rest` positions remain: the block's own,
+    /// or the shortest one in steps of 8 that covers them.
+    fn tile_len(self, rest: usize) -> usize {
+        rest.div_ceil(8).clamp(1, self.positions() / 8) * 8
+    }
+
     fn positions(self) -> usize {
         match self {
-            Block::C8x24 => 24,
+            Block::C8x32 => 32,
             Block::C4x16 => 16,
         }
     }
@@ -416,8 +466,8 @@ pub struct DirectConv {
     g: Geometry,
     cout: usize,
     block: Block,
-    /// Weights per block of output channels: `[cout/k][cin][kh·kw][k]`, `k`
-    /// the block's channels.
+    /// Weights per block of output channels: `[⌈cout/k⌉][cin][kh·kw][k]`,
+    /// `k` the block's channels (zeros past `cout`).
     packed: Arc<Vec<f32>>,
     bias: Arc<Vec<f32>>,
     /// A leaky ReLU fused into the output (`max(v, α·v)`, 0 ≤ α ≤ 1); 1 is
@@ -461,7 +511,12 @@ impl std::fmt::Debug for DirectConv {
 }
 
 impl DirectConv {
-    fn for_node(model: &TypedModel, node: &TypedNode, op: &Conv) -> TractResult<Option<Self>> {
+    fn for_node(
+        model: &TypedModel,
+        node: &TypedNode,
+        op: &Conv,
+        blocks: Chooser,
+    ) -> TractResult<Option<Self>> {
         if op.q_params.is_some()
             || op.group != 1
             || op.kernel_fmt != KernelFormat::OIHW
@@ -471,22 +526,19 @@ impl DirectConv {
             return Ok(None);
         }
         let cout = op.pool_spec.output_channels;
-        let Some(block) = Block::for_cpu(cout) else {
+        let Some(block) = blocks(cout) else {
             return Ok(None);
         };
         let Some(g) = Geometry::of(&op.pool_spec, model.outlet_fact(node.inputs[0])?) else {
             return Ok(None);
         };
-        let (kernel, bias) = (
-            model.outlet_fact(node.inputs[1])?,
-            model.outlet_fact(node.inputs[2])?,
-        );
-        let (Some(kernel), Some(bias)) = (&kernel.konst, &bias.konst) else {
+        let (Some(kernel), Some(bias)) =
+            (konst(model, node.inputs[1])?, konst(model, node.inputs[2])?)
+        else {
             return Ok(None);
         };
         let taps = g.kh * g.kw;
-        if taps < 2
-            || kernel.datum_type() != f32::datum_type()
+        if kernel.datum_type() != f32::datum_type()
             || kernel.shape() != [cout, g.c, g.kh, g.kw]
             || bias.datum_type() != f32::datum_type()
             || !(bias.len() == 1 || bias.len() == cout)
@@ -496,19 +548,29 @@ impl DirectConv {
         }
         let k = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
         let co = block.channels();
-        let mut packed = Vec::with_capacity(k.len());
-        for first in (0..cout).step_by(co) {
+        // The last block's channels past `cout` get zero weights and bias;
+        // they are computed and dropped.
+        let padded = cout.next_multiple_of(co);
+        let mut packed = Vec::with_capacity(padded * g.c * taps);
+        for first in (0..padded).step_by(co) {
             for ci in 0..g.c {
                 for t in 0..taps {
                     for j in first..first + co {
-                        packed.push(k[(j * g.c + ci) * taps + t]);
+                        packed.push(if j < cout {
+                            k[(j * g.c + ci) * taps + t]
+                        } else {
+                            0.0
+                        });
                     }
                 }
             }
         }
         let b = bias.try_as_plain_ram()?.as_slice::<f32>()?;
-        let bias = (0..cout)
-            .map(|o| b[if b.len() == 1 { 0 } else { o }])
+        let bias = (0..padded)
+            .map(|o| match o < cout {
+                true => b[if b.len() == 1 { 0 } else { o }],
+                false => 0.0,
+            })
             .collect();
         Ok(Some(DirectConv {
             g,
@@ -543,59 +605,59 @@ impl DirectConv {
         (g.h + top + bottom, g.w + gap)
     }
 
-    /// One padded plane's length: `left` zeros (the first row's left
-    /// padding), then `hp` rows of stride `wp`.
-    fn plane(&self) -> usize {
-        let (hp, wp) = self.padded();
-        self.g.pad[1] + hp * wp
+    /// One padded plane's length for `rows` padded rows: `left` zeros (the
+    /// first row's left padding), then `rows` rows of stride `wp`.
+    fn plane(&self, rows: usize) -> usize {
+        self.g.pad[1] + rows * self.padded().1
     }
 
-    /// The input, zero-padded (see [`Self::padded`]), with slack after the
-    /// last plane for the reads of the last tile, into `buf` (reused from run
-    /// to run: a fresh buffer of megabytes costs a page fault a 4 KiB). Each
-    /// value is written once (pads and rows together), planes in parallel.
-    /// The output position (y, x) then reads its window from `y·wp + x` on.
-    fn pad_input<'b>(&self, x: &[f32], buf: &'b mut Vec<f32>) -> TractResult<&'b [f32]> {
+    /// Padded rows `r0..r0 + rows` (see [`Self::padded`]) of every channel of
+    /// one image `x`, as planes of [`Self::plane`]`(rows)` values in `dst`.
+    /// Each value is written once, pads and rows together.
+    fn pad_rows(&self, x: &[f32], r0: usize, rows: usize, dst: &mut [f32]) {
         let g = &self.g;
-        let (hp, wp) = self.padded();
-        let plane = self.plane();
-        let planes = g.n * g.c;
-        // The last image's last tiles read up to `positions + kw − 1 − left`
-        // values past its last plane (see `Part::check`).
-        let total = planes * plane + self.block.positions() + g.kw;
+        let wp = self.padded().1;
+        let [top, left, ..] = g.pad;
+        let plane = self.plane(rows);
+        assert!(x.len() == g.c * g.h * g.w && dst.len() == g.c * plane);
+        for (src, dst) in x.chunks_exact(g.h * g.w).zip(dst.chunks_exact_mut(plane)) {
+            let (lead, body) = dst.split_at_mut(left);
+            lead.fill(0.0);
+            for (r, row) in (r0..).zip(body.chunks_exact_mut(wp)) {
+                match r.checked_sub(top).filter(|&sy| sy < g.h) {
+                    Some(sy) => {
+                        row[..g.w].copy_from_slice(&src[sy * g.w..][..g.w]);
+                        row[g.w..].fill(0.0);
+                    }
+                    None => row.fill(0.0),
+                }
+            }
+        }
+    }
+
+    /// Room in `buf` for `planes` planes of `rows` padded rows, with zeroed
+    /// slack after the last plane for the reads of the last tiles (up to
+    /// `positions + kw − 1 − left` values past it, see [`Part::check`]).
+    /// `buf` is reused from run to run: a fresh buffer of megabytes costs a
+    /// page fault a 4 KiB.
+    fn padded_buf<'b>(&self, planes: usize, rows: usize, buf: &'b mut Vec<f32>) -> &'b mut [f32] {
+        let body = planes * self.plane(rows);
+        let total = body + self.block.positions() + self.g.kw;
         if buf.len() < total {
             buf.resize(total, 0.0);
         }
-        let (body, slack) = buf[..total].split_at_mut(planes * plane);
-        slack.fill(0.0);
-        let [top, left, ..] = g.pad;
-        tract_linalg::multithread::par_chunks_mut(body, plane, body.len(), |first, chunk| {
-            for (i, dst) in chunk.chunks_exact_mut(plane).enumerate() {
-                let src = &x[(first + i) * g.h * g.w..][..g.h * g.w];
-                let (lead, rows) = dst.split_at_mut(left);
-                lead.fill(0.0);
-                debug_assert_eq!(rows.len(), hp * wp);
-                for (y, row) in rows.chunks_exact_mut(wp).enumerate() {
-                    match y.checked_sub(top).filter(|&sy| sy < g.h) {
-                        Some(sy) => {
-                            row[..g.w].copy_from_slice(&src[sy * g.w..][..g.w]);
-                            row[g.w..].fill(0.0);
-                        }
-                        None => row.fill(0.0),
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        Ok(&buf[..total])
+        buf[body..total].fill(0.0);
+        &mut buf[..total]
     }
 
-    /// Convolution rows a unit of work computes: bands of rows whose input
-    /// fits in the L2 cache when the input is larger than the weights (the
-    /// first layers, large and with few channels: every block of output
-    /// channels then reads the band while it is in cache), else whole planes
-    /// (the weights are larger: every block's weights are read once).
-    fn band_rows(&self, conv_rows: usize) -> usize {
+    /// Convolution rows a unit of work computes: bands of rows whose padded
+    /// input fits in the L2 cache when the input is larger than the weights
+    /// (the first layers, large and with few channels: a unit pads its band
+    /// and runs every block of output channels over it while it is in cache),
+    /// else whole planes (the weights are larger: every block's weights are
+    /// read once). With several threads the bands come in a multiple of
+    /// them, so that none is left with a short share.
+    fn band_rows(&self, conv_rows: usize, threads: usize) -> usize {
         let g = &self.g;
         let (hp, wp) = self.padded();
         let step = if self.pool { 2 } else { 1 };
@@ -604,112 +666,149 @@ impl DirectConv {
         }
         let per_row = g.c * wp * std::mem::size_of::<f32>();
         let most = (BAND_BYTES / per_row).saturating_sub(g.kh - 1).max(step);
-        // Bands of even size, so that no thread is left with a short one.
-        let rows = conv_rows.div_ceil(conv_rows.div_ceil(most));
-        rows.div_ceil(step) * step
+        let bands = conv_rows
+            .div_ceil(most)
+            .next_multiple_of(threads.max(1))
+            .min(conv_rows.div_ceil(step));
+        conv_rows.div_ceil(bands).div_ceil(step) * step
     }
 
     fn run(&self, x: &[f32], out: &mut [f32]) -> TractResult<()> {
-        // One padded input at a time per thread (runs of tract's plan are
-        // sequential); a re-entrant call gets a buffer of its own.
-        thread_local! {
-            static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        PADDED.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buf) => self.run_padded(x, out, &mut buf),
-            Err(_) => self.run_padded(x, out, &mut Vec::new()),
-        })
-    }
-
-    fn run_padded(&self, x: &[f32], out: &mut [f32], buf: &mut Vec<f32>) -> TractResult<()> {
         let g = &self.g;
-        let wp = self.padded().1;
-        let plane = self.plane();
-        let padded = self.pad_input(x, buf)?;
+        let (hp, wp) = self.padded();
         let taps: Vec<isize> = (0..g.kh)
             .flat_map(|ky| (0..g.kw).map(move |kx| (ky * wp + kx) as isize))
             .collect();
-        let co = self.block.channels();
-        let blocks = self.cout / co;
+        let blocks = self.cout.div_ceil(self.block.channels());
         let (oh, ow) = self.out_hw();
         let conv_rows = if self.pool { 2 * oh } else { oh };
-        let rows = self.band_rows(conv_rows);
-        let bands = conv_rows.div_ceil(rows);
-        let per_block = g.c * taps.len() * co;
+        let image = g.c * g.h * g.w;
+        assert_eq!(x.len(), g.n * image);
         assert_eq!(out.len(), g.n * self.cout * oh * ow);
         let out = Shared(out.as_mut_ptr());
-        // Units in (image, band, block) order: a thread takes consecutive
-        // units, so it runs every block over a band while the band is cached.
-        let unit = |u: usize, scratch: &mut Vec<f32>| {
-            let (ni, band, block) = (u / (bands * blocks), u / blocks % bands, u % blocks);
-            let y0 = band * rows;
-            let y1 = (y0 + rows).min(conv_rows);
-            let input = &padded[ni * g.c * plane..];
-            let w = &self.packed[block * per_block..][..per_block];
-            let b = &self.bias[block * co..][..co];
-            // SAFETY: the block's output planes of image `ni` lie within
-            // `out` (asserted length); units write disjoint rows of them.
-            let dst = unsafe { out.at((ni * self.cout + block * co) * oh * ow) };
-            let part = Part {
-                x: input,
-                plane,
-                wp,
-                taps: &taps,
-                w,
-                b,
-            };
-            // SAFETY: as above; `planes*` write only rows y0..y1 (or their
-            // pooled rows) of the block's planes.
-            unsafe {
-                if self.pool {
-                    self.planes_pooled(&part, y0, y1, dst, scratch);
-                } else {
-                    self.planes(&part, y0, y1, dst);
-                }
-            }
-        };
-        let units = g.n * bands * blocks;
         let work = g.n * self.cout * g.oh * g.ow * g.c * taps.len();
-        match tract_linalg::multithread::current_tract_executor() {
-            Executor::MultiThread(pool)
-                if pool.current_num_threads() > 1 && units > 1 && work >= PARALLEL_WORK =>
-            {
-                use rayon::prelude::*;
-                pool.install(|| {
-                    (0..units)
-                        .into_par_iter()
-                        .for_each_init(Vec::new, |scratch, u| unit(u, scratch))
-                });
-            }
-            Executor::RayonGlobal if units > 1 && work >= PARALLEL_WORK => {
-                use rayon::prelude::*;
-                (0..units)
-                    .into_par_iter()
-                    .for_each_init(Vec::new, |scratch, u| unit(u, scratch));
-            }
-            _ => {
-                let mut scratch = Vec::new();
-                for u in 0..units {
-                    unit(u, &mut scratch);
+        let exec = tract_linalg::multithread::current_tract_executor();
+        let threads = match &exec {
+            _ if work < PARALLEL_WORK => 1,
+            Executor::MultiThread(pool) => pool.current_num_threads(),
+            Executor::RayonGlobal => rayon::current_num_threads(),
+            _ => 1,
+        };
+        let rows = self.band_rows(conv_rows, threads);
+        let bands = conv_rows.div_ceil(rows);
+        if bands == 1 {
+            // Whole planes: the calling thread pads every image once, then
+            // units of (image, block of output channels) read them.
+            let plane = self.plane(hp);
+            with_buffer(|buf| {
+                let padded = self.padded_buf(g.n * g.c, hp, buf);
+                for (x, dst) in x
+                    .chunks_exact(image)
+                    .zip(padded.chunks_exact_mut(g.c * plane))
+                {
+                    self.pad_rows(x, 0, hp, dst);
                 }
-            }
+                let padded = &*padded;
+                let units = g.n * blocks;
+                for_units(&exec, threads, units, |u, scratch| {
+                    let (ni, block) = (u / blocks, u % blocks);
+                    let x = &padded[ni * g.c * plane..];
+                    // SAFETY: units write disjoint blocks of output planes.
+                    unsafe {
+                        self.block_rows(x, plane, &taps, out, ni, block, 0, conv_rows, scratch)
+                    }
+                });
+            });
+        } else {
+            // Bands: a unit pads its band of every channel (with the rows the
+            // kernel reaches below it) into its thread's buffer and runs every
+            // block over it.
+            for_units(&exec, threads, g.n * bands, |u, scratch| {
+                let (ni, band) = (u / bands, u % bands);
+                let (y0, y1) = (band * rows, ((band + 1) * rows).min(conv_rows));
+                let padded_rows = y1 - y0 + g.kh - 1;
+                let plane = self.plane(padded_rows);
+                with_buffer(|buf| {
+                    let padded = self.padded_buf(g.c, padded_rows, buf);
+                    let x = &x[ni * image..][..image];
+                    self.pad_rows(x, y0, padded_rows, &mut padded[..g.c * plane]);
+                    for block in 0..blocks {
+                        // SAFETY: units write disjoint rows of the planes.
+                        unsafe {
+                            self.block_rows(padded, plane, &taps, out, ni, block, y0, y1, scratch)
+                        }
+                    }
+                });
+            });
         }
         Ok(())
     }
 
-    /// Rows `y0..y1` (even) of one block of output planes at `out`, with the
-    /// 2×2/2 max-pool fused: each pair of convolution rows is computed into
-    /// `rows` (two padded rows a channel, plus a tile's slack, so it stays in
-    /// cache) and pooled from there into pooled rows `y0/2..y1/2`.
+    /// Convolution rows `y0..y1` of one block of output channels of image
+    /// `ni`, from `x`: that image's padded rows from row `y0` on, in planes
+    /// of `plane` values. The last block may hold fewer than the block's
+    /// channels: only those are stored.
     ///
     /// # Safety
-    /// `out` must be valid for the block's `co` pooled planes, and no other
-    /// thread may access pooled rows `y0/2..y1/2` of them meanwhile.
+    /// `out` must be the whole output, and no other thread may access these
+    /// rows (or the pooled rows they make) meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block_rows(
+        &self,
+        x: &[f32],
+        plane: usize,
+        taps: &[isize],
+        out: Shared,
+        ni: usize,
+        block: usize,
+        y0: usize,
+        y1: usize,
+        scratch: &mut Vec<f32>,
+    ) {
+        let g = &self.g;
+        let co = self.block.channels();
+        let per_block = g.c * taps.len() * co;
+        let (oh, ow) = self.out_hw();
+        let part = Part {
+            x,
+            plane,
+            wp: self.padded().1,
+            taps,
+            w: &self.packed[block * per_block..][..per_block],
+            b: &self.bias[block * co..][..co],
+        };
+        // The block's first output plane, at the first row the buffer holds.
+        let first = (ni * self.cout + block * co) * oh * ow;
+        let valid = (self.cout - block * co).min(co);
+        let row = if self.pool { y0 / 2 } else { y0 };
+        // SAFETY: within `out` (its length is asserted in `run`); `planes*`
+        // write only the rows y0..y1 (or their pooled rows) of the block's
+        // `valid` planes, counted from this first row.
+        unsafe {
+            let dst = out.at(first + row * ow);
+            if self.pool {
+                self.planes_pooled(&part, 0, y1 - y0, valid, dst, scratch);
+            } else {
+                self.planes(&part, 0, y1 - y0, valid, dst);
+            }
+        }
+    }
+
+    /// Rows `y0..y1` (even) of the first `valid` planes of one block of
+    /// output planes at `out`, with the 2×2/2 max-pool fused: each pair of
+    /// convolution rows is computed into `rows` (two padded rows a channel,
+    /// plus a tile's slack, so it stays in cache) and pooled from there into
+    /// pooled rows `y0/2..y1/2`.
+    ///
+    /// # Safety
+    /// `out` must be valid for `valid` pooled planes, and no other thread may
+    /// access pooled rows `y0/2..y1/2` of them meanwhile.
     unsafe fn planes_pooled(
         &self,
         p: &Part<'_>,
         y0: usize,
         y1: usize,
+        valid: usize,
         out: *mut f32,
         rows: &mut Vec<f32>,
     ) {
@@ -719,7 +818,7 @@ impl DirectConv {
         let wp = p.wp;
         let pair = 2 * wp;
         let stride = pair + full;
-        p.check(g, co, full);
+        p.check(g, co, full, y1);
         assert!(y0.is_multiple_of(2) && y1.is_multiple_of(2) && y1 <= 2 * ph && 2 * pw <= g.ow);
         rows.clear();
         rows.resize(co * stride, 0.0);
@@ -727,7 +826,7 @@ impl DirectConv {
             let base = 2 * py * wp;
             let mut s = 0;
             while s < pair {
-                let len = if pair - s > full - SHORT { full } else { SHORT };
+                let len = self.block.tile_len(pair - s);
                 // SAFETY: reads end before x[(cin − 1)·plane + (2·py + 2)·wp
                 // + reach + len], within `x` (`check`, 2·py + 2 ≤ oh);
                 // writes `len` values at rows[j·stride + s] for j < co, and
@@ -746,7 +845,7 @@ impl DirectConv {
                 };
                 s += len;
             }
-            for j in 0..co {
+            for j in 0..valid {
                 let r = &rows[j * stride..];
                 let (r0, r1) = (&r[..2 * pw], &r[wp..wp + 2 * pw]);
                 // SAFETY: pooled row `py` of channel j, this unit's own.
@@ -758,21 +857,22 @@ impl DirectConv {
         }
     }
 
-    /// Rows `y0..y1` of one block of output planes at `out`: tiles of
+    /// Rows `y0..y1` of the first `valid` planes of one block of output
+    /// planes at `out`: tiles of
     /// consecutive positions along the padded input flattened (row stride
     /// `wp`), so a tile may run over the end of a row into the next: positions
     /// past the output's width (`wp − ow` a row) are computed and dropped. A
     /// tile inside one row is stored in place, others through a scratch block.
     ///
     /// # Safety
-    /// `out` must be valid for the block's `co` output planes, and no other
-    /// thread may access rows `y0..y1` of them meanwhile.
-    unsafe fn planes(&self, p: &Part<'_>, y0: usize, y1: usize, out: *mut f32) {
+    /// `out` must be valid for `valid` output planes, and no other thread may
+    /// access rows `y0..y1` of them meanwhile.
+    unsafe fn planes(&self, p: &Part<'_>, y0: usize, y1: usize, valid: usize, out: *mut f32) {
         let g = &self.g;
         let (co, full) = (self.block.channels(), self.block.positions());
         let wp = p.wp;
         let plane_out = g.oh * g.ow;
-        p.check(g, co, full);
+        p.check(g, co, full, y1);
         assert!(y0 < y1 && y1 <= g.oh);
         let (first, span) = (y0 * wp, y1 * wp);
         let mut scratch = [0f32; MAX_BLOCK];
@@ -780,13 +880,9 @@ impl DirectConv {
         while start < span {
             // Short tiles at the end, so narrow layers (13×13: 195 flat
             // positions) compute little past it.
-            let len = if span - start > full - SHORT {
-                full
-            } else {
-                SHORT
-            };
+            let len = self.block.tile_len(span - start);
             let (y, x0) = (start / wp, start % wp);
-            if x0 + len <= g.ow {
+            if x0 + len <= g.ow && valid == co {
                 // The whole tile is one output row's run: store in place.
                 // SAFETY: reads x[c·plane + start + tap + 0..len] for
                 // c < cin, within `x` (`check`: start < oh·wp); writes `len`
@@ -823,14 +919,15 @@ impl DirectConv {
                 let (mut y, mut x0, mut i) = (y, x0, 0);
                 while i < len && y < y1 {
                     let run = (wp - x0).min(len - i);
-                    let valid = g.ow.saturating_sub(x0).min(run);
-                    for j in 0..co {
-                        // SAFETY: row y < y1 of channel j, x0 + valid ≤ ow.
+                    let inside = g.ow.saturating_sub(x0).min(run);
+                    for j in 0..valid {
+                        // SAFETY: row y < y1 of channel j < valid, x0 +
+                        // inside ≤ ow.
                         unsafe {
                             std::ptr::copy_nonoverlapping(
                                 scratch.as_ptr().add(j * len + i),
                                 out.add(j * plane_out + y * g.ow + x0),
-                                valid,
+                                inside,
                             )
                         };
                     }
@@ -838,6 +935,45 @@ impl DirectConv {
                 }
             }
             start += len;
+        }
+    }
+}
+
+/// Runs `f` with this thread's padding buffer: one padded input at a time
+/// per thread (runs of tract's plan are sequential); a re-entrant call gets a
+/// buffer of its own.
+fn with_buffer<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    thread_local! {
+        static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    PADDED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => f(&mut buf),
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// Runs `unit(u, scratch)` for every `u < units`, on the run's executor when
+/// it has `threads` > 1, each thread with a scratch vector of its own.
+fn for_units(
+    exec: &Executor,
+    threads: usize,
+    units: usize,
+    unit: impl Fn(usize, &mut Vec<f32>) + Send + Sync,
+) {
+    use rayon::prelude::*;
+    let all = || {
+        (0..units)
+            .into_par_iter()
+            .for_each_init(Vec::new, |scratch, u| unit(u, scratch))
+    };
+    match exec {
+        Executor::MultiThread(pool) if threads > 1 && units > 1 => pool.install(all),
+        Executor::RayonGlobal if threads > 1 && units > 1 => all(),
+        _ => {
+            let mut scratch = Vec::new();
+            for u in 0..units {
+                unit(u, &mut scratch);
+            }
         }
     }
 }
@@ -874,9 +1010,9 @@ struct Part<'a> {
 
 impl Part<'_> {
     /// The reads of any tile starting before `oh·wp` stay within `x`.
-    fn check(&self, g: &Geometry, co: usize, full: usize) {
+    fn check(&self, g: &Geometry, co: usize, full: usize, y1: usize) {
         let reach = self.taps.iter().copied().max().unwrap_or(0) as usize;
-        assert!(self.x.len() >= (g.c - 1) * self.plane + g.oh * self.wp + reach + full);
+        assert!(self.x.len() >= (g.c - 1) * self.plane + y1 * self.wp + reach + full);
         assert!(self.w.len() == g.c * self.taps.len() * co && self.b.len() == co);
     }
 }
@@ -906,12 +1042,13 @@ unsafe fn tile(
     // are the caller's.
     unsafe {
         let (x, w, b, taps, plane) = (p.x.as_ptr().add(start), p.w.as_ptr(), p.b, p.taps, p.plane);
-        let short = len == SHORT;
-        match block {
-            Block::C8x24 if short => x86::tile_8x8(x, plane, cin, taps, w, b, alpha, dst, stride),
-            Block::C8x24 => x86::tile_8x24(x, plane, cin, taps, w, b, alpha, dst, stride),
-            Block::C4x16 if short => x86::tile_4x8(x, plane, cin, taps, w, b, alpha, dst, stride),
-            Block::C4x16 => x86::tile_4x16(x, plane, cin, taps, w, b, alpha, dst, stride),
+        match (block, len) {
+            (Block::C8x32, 32) => x86::tile_8x32(x, plane, cin, taps, w, b, alpha, dst, stride),
+            (Block::C8x32, 24) => x86::tile_8x24(x, plane, cin, taps, w, b, alpha, dst, stride),
+            (Block::C8x32, 16) => x86::tile_8x16(x, plane, cin, taps, w, b, alpha, dst, stride),
+            (Block::C8x32, _) => x86::tile_8x8(x, plane, cin, taps, w, b, alpha, dst, stride),
+            (Block::C4x16, 16) => x86::tile_4x16(x, plane, cin, taps, w, b, alpha, dst, stride),
+            (Block::C4x16, _) => x86::tile_4x8(x, plane, cin, taps, w, b, alpha, dst, stride),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -974,6 +1111,69 @@ mod x86 {
         }
     }
 
+    /// [`body`] with 16-lane vectors (AVX-512F).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn body16<const CO: usize, const NV: usize>(
+        x: *const f32,
+        plane: usize,
+        cin: usize,
+        taps: &[isize],
+        w: *const f32,
+        b: &[f32],
+        alpha: f32,
+        dst: *mut f32,
+        stride: usize,
+    ) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); NV]; CO];
+            for (j, row) in acc.iter_mut().enumerate() {
+                *row = [_mm512_set1_ps(b[j]); NV];
+            }
+            let mut wp = w;
+            for c in 0..cin {
+                let xc = x.add(c * plane);
+                for &off in taps {
+                    let p = xc.offset(off);
+                    let mut xv = [_mm512_setzero_ps(); NV];
+                    for (v, xv) in xv.iter_mut().enumerate() {
+                        *xv = _mm512_loadu_ps(p.add(16 * v));
+                    }
+                    for (j, row) in acc.iter_mut().enumerate() {
+                        let wj = _mm512_set1_ps(*wp.add(j));
+                        for (a, xv) in row.iter_mut().zip(&xv) {
+                            *a = _mm512_fmadd_ps(*xv, wj, *a);
+                        }
+                    }
+                    wp = wp.add(CO);
+                }
+            }
+            let alpha = _mm512_set1_ps(alpha);
+            for (j, row) in acc.iter().enumerate() {
+                for (v, a) in row.iter().enumerate() {
+                    let a = _mm512_max_ps(*a, _mm512_mul_ps(*a, alpha));
+                    _mm512_storeu_ps(dst.add(j * stride + 16 * v), a);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    pub unsafe fn tile_8x32(
+        x: *const f32,
+        plane: usize,
+        cin: usize,
+        taps: &[isize],
+        w: *const f32,
+        b: &[f32],
+        alpha: f32,
+        dst: *mut f32,
+        stride: usize,
+    ) {
+        unsafe { body16::<8, 2>(x, plane, cin, taps, w, b, alpha, dst, stride) }
+    }
+
     macro_rules! tile_fn {
         ($name:ident, $features:literal, $co:literal, $nv:literal) => {
             #[allow(clippy::too_many_arguments)]
@@ -995,6 +1195,7 @@ mod x86 {
     }
 
     tile_fn!(tile_8x24, "avx2,fma,avx512f,avx512vl", 8, 3);
+    tile_fn!(tile_8x16, "avx2,fma,avx512f,avx512vl", 8, 2);
     tile_fn!(tile_8x8, "avx2,fma,avx512f,avx512vl", 8, 1);
     tile_fn!(tile_4x16, "avx2,fma", 4, 2);
     tile_fn!(tile_4x8, "avx2,fma", 4, 1);
@@ -1183,10 +1384,16 @@ mod tests {
             .to_vec()
     }
 
-    /// tract's own result, ours on one thread and on two, and what was replaced.
-    fn both(model: TypedModel, input: &Tensor) -> (Tensor, Tensor, Tensor, Replaced) {
+    /// tract's own result, ours on one thread and on two, and what was
+    /// replaced, with the blocks `blocks` chooses. The rewrite runs before
+    /// tract declutters the model, as the host does.
+    fn both(
+        model: TypedModel,
+        input: &Tensor,
+        blocks: Chooser,
+    ) -> (Tensor, Tensor, Tensor, Replaced) {
         let reference = run(model.clone(), input, 1);
-        let (ours, replaced) = accelerate(model.into_decluttered().unwrap()).unwrap();
+        let (ours, replaced) = accelerate_with(model, blocks).unwrap();
         let one = run(ours.clone(), input, 1);
         let two = run(ours, input, 2);
         (reference, one, two, replaced)
@@ -1201,6 +1408,13 @@ mod tests {
             .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
             .fold(0f32, f32::max);
         assert!(worst < 1e-5, "{what}: off by {worst} (relative)");
+    }
+
+    /// The AVX2 block for any output channels, when the CPU has it.
+    fn avx2_block(_cout: usize) -> Option<Block> {
+        Block::on_cpu()
+            .contains(&Block::C4x16)
+            .then_some(Block::C4x16)
     }
 
     #[test]
@@ -1235,16 +1449,35 @@ mod tests {
                 ..conv(&[16, 13, 13], 32, [3, 3])
             },
             // Odd output (15×17) under a fused pool: the last row and
-            // column are dropped, as ONNX's floor mode does.
+            // column are dropped, as ONNX's floor mode does; 36 channels
+            // leave the last 8-channel block half empty.
             ConvCase {
                 pad: same(1),
                 pool: true,
-                ..conv(&[1, 24, 15, 17], 40, [3, 3])
+                ..conv(&[1, 24, 15, 17], 36, [3, 3])
             },
+            // A detector head: 1×1 to 255 channels (31 blocks of 8 and one
+            // of 7); 42 positions, a 32-position tile and a 16-position one.
+            ConvCase {
+                leaky: Some(0.1),
+                ..conv(&[1, 40, 6, 7], 255, [1, 1])
+            },
+            // 1×1 with 40 positions: a 32-position tile and an 8-position
+            // one; the input outweighs the weights (bands).
+            conv(&[1, 24, 5, 8], 16, [1, 1]),
         ];
-        for (i, c) in cases.iter().enumerate() {
-            let input = noise(&c.input, i as u64);
-            let (reference, one, two, replaced) = both(conv_model(c), &input);
+        let choices: [(&str, Chooser); 2] = [("best", Block::for_cpu), ("avx2", avx2_block)];
+        for ((i, c), (chosen, blocks)) in cases
+            .iter()
+            .enumerate()
+            .flat_map(|c| choices.iter().map(move |b| (c, *b)))
+        {
+            if blocks(c.cout).is_none() {
+                continue;
+            }
+            let i = format!("{i} ({chosen} block)");
+            let input = noise(&c.input, c.cout as u64);
+            let (reference, one, two, replaced) = both(conv_model(c), &input, blocks);
             assert_eq!(replaced.convs, 1, "case {i}: {replaced:?}");
             assert_eq!(
                 replaced.fused_activations,
@@ -1270,13 +1503,11 @@ mod tests {
                 stride: 2,
                 ..conv(&[1, 3, 20, 20], 8, [3, 3])
             },
-            // A single tap (a matrix product: tract's own is fast).
-            conv(&[1, 8, 10, 10], 8, [1, 1]),
-            // Output channels not in fours.
+            // Output channels not in fours, too few to pad to a block.
             conv(&[1, 3, 20, 20], 6, [3, 3]),
         ];
         for (i, c) in cases.iter().enumerate() {
-            let (_, replaced) = accelerate(conv_model(c).into_decluttered().unwrap()).unwrap();
+            let (_, replaced) = accelerate(conv_model(c)).unwrap();
             assert_eq!(replaced, Replaced::default(), "case {i}");
         }
         // A leaky ReLU steeper than identity is not max(v, α·v): not fused.
@@ -1285,7 +1516,7 @@ mod tests {
             ..conv(&[1, 3, 20, 20], 8, [3, 3])
         };
         let input = noise(&c.input, 3);
-        let (reference, one, _, replaced) = both(conv_model(&c), &input);
+        let (reference, one, _, replaced) = both(conv_model(&c), &input, Block::for_cpu);
         assert_eq!(replaced.fused_activations, 0);
         assert_close(&reference, &one, "steep leaky");
     }
@@ -1310,6 +1541,13 @@ mod tests {
                 2,
                 PaddingSpec::ExplicitOnnxPool(tvec![1, 1], tvec![1, 1], true),
             ),
+            // 3×3/1 padded all round (stride 1 with left padding).
+            (
+                vec![1, 3, 9, 11],
+                [3, 3],
+                1,
+                PaddingSpec::ExplicitOnnxPool(tvec![1, 1], tvec![1, 1], false),
+            ),
             // CHW.
             (vec![5, 9, 9], [3, 2], 1, PaddingSpec::Valid),
         ];
@@ -1331,7 +1569,7 @@ mod tests {
                 .unwrap();
             m.select_output_outlets(&y).unwrap();
             let input = noise(&shape, 10 + i as u64);
-            let (reference, one, two, replaced) = both(m, &input);
+            let (reference, one, two, replaced) = both(m, &input, Block::for_cpu);
             assert_eq!(replaced.max_pools, 1, "case {i}");
             assert_eq!(reference.shape(), one.shape(), "case {i}");
             assert_eq!(values(&reference), values(&one), "case {i}");

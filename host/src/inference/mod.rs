@@ -135,7 +135,7 @@ pub struct Output {
 /// A loaded, optimized model.
 pub struct Model {
     pub digest: [u8; 32],
-    plan: Arc<TypedSimplePlan>,
+    plan: Arc<Plan>,
     pub input: TensorInfo,
     pub outputs: Vec<TensorInfo>,
     pub bytes: usize,
@@ -362,17 +362,38 @@ impl Inference {
     }
 }
 
+/// A model's optimized plan, and the thread pool its runs split their
+/// operators over (`threads_per_run` > 1).
+#[derive(Debug)]
+pub struct Plan {
+    pub plan: Arc<TypedSimplePlan>,
+    executor: Option<tract_linalg::multithread::Executor>,
+}
+
+impl Plan {
+    /// Runs `f` (runs of the plan) on a thread of the plan's pool, when it
+    /// has one. A run's parallel operators then split their work from a pool
+    /// thread, waking the other, instead of each handing its work from the
+    /// calling thread to the pool and waiting (docs/benchmarks.md).
+    pub fn enter<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.executor {
+            Some(tract_linalg::multithread::Executor::MultiThread(pool)) => pool.install(f),
+            _ => f(),
+        }
+    }
+}
+
 /// tract's plan for a typed model as the host runs it: simplified, with
 /// Vigil's kernels swapped in (unless `vigil_kernels` is off; a model the
 /// rewrite trips on keeps tract's operators), optimized, and planned for
 /// `threads_per_run` threads. `examples/profile_model.rs` times this plan.
-pub fn plan(typed: TypedModel, cfg: &InferenceConfig) -> Result<Arc<TypedSimplePlan>> {
+pub fn plan(typed: TypedModel, cfg: &InferenceConfig) -> Result<Plan> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         err(ErrorKind::InvalidArgument, format!("{what}: {e:#}"))
     };
-    let mut typed = typed
-        .into_decluttered()
-        .map_err(|e| bad("cannot simplify the model", &e))?;
+    // Vigil's kernels go in before tract declutters the model: decluttering
+    // turns 1×1 convolutions into matrix products, which they run faster.
+    let mut typed = typed;
     if cfg.vigil_kernels {
         match accelerate(typed.clone()) {
             Ok((model, replaced)) => {
@@ -383,6 +404,8 @@ pub fn plan(typed: TypedModel, cfg: &InferenceConfig) -> Result<Arc<TypedSimpleP
         }
     }
     let optimized = typed
+        .into_decluttered()
+        .map_err(|e| bad("cannot simplify the model", &e))?
         .into_optimized()
         .map_err(|e| bad("cannot optimize the model", &e))?;
     let options = tract_onnx::tract_core::runtime::RunOptions {
@@ -394,9 +417,13 @@ pub fn plan(typed: TypedModel, cfg: &InferenceConfig) -> Result<Arc<TypedSimpleP
         }),
         ..Default::default()
     };
-    optimized
+    let plan = optimized
         .into_runnable_with_options(&options)
-        .map_err(|e| bad("cannot plan the model", &e))
+        .map_err(|e| bad("cannot plan the model", &e))?;
+    Ok(Plan {
+        plan,
+        executor: options.executor,
+    })
 }
 
 /// Largest side of an image input accepted (the input tensor is built per run).
@@ -462,8 +489,8 @@ fn build(bytes: &[u8], digest: [u8; 32], cfg: &InferenceConfig) -> Result<Model>
         name: typed.node(typed.inputs[0].node).name.clone(),
         shape,
     };
-    let plan = plan(typed, cfg)?;
-    let optimized = plan.model();
+    let plan = Arc::new(plan(typed, cfg)?);
+    let optimized = plan.plan.model();
     let outputs = optimized
         .outputs
         .iter()
@@ -503,7 +530,7 @@ impl Model {
     pub fn run(&self, input: Tensor) -> Result<Vec<Output>> {
         let out = self
             .plan
-            .run(tvec!(input.into()))
+            .enter(|| self.plan.plan.run(tvec!(input.into())))
             .map_err(|e| err(ErrorKind::Internal, format!("inference failed: {e:#}")))?;
         out.iter()
             .zip(&self.outputs)
