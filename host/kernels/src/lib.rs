@@ -61,8 +61,8 @@ pub fn accelerate(model: TypedModel) -> TractResult<(TypedModel, Replaced)> {
     accelerate_with(model, Block::for_cpu)
 }
 
-/// Chooses a convolution's block for its output channels.
-type Chooser = fn(usize) -> Option<Block>;
+/// Chooses a convolution's block for its output channels and width.
+type Chooser = fn(usize, usize) -> Option<Block>;
 
 /// [`accelerate`] with the convolutions' blocks chosen by `blocks` (tests run
 /// the AVX2 block on CPUs that have AVX-512 too).
@@ -397,12 +397,23 @@ enum Block {
     /// 16 positions (16 accumulators), with 8 × 24, 8 × 16 and 8 × 8 tiles
     /// of 8-lane vectors to finish a run.
     C8x32,
+    /// AVX-512F, vectors over output channels: 32 channels (2 vectors) × up
+    /// to 13 positions of one output row (26 accumulators), each input value
+    /// broadcast. Tiles stay inside output rows, so nothing past a row's
+    /// end is computed (a 13-wide layer has a padding column in 14).
+    R32x13,
     /// AVX2 and FMA: 16 registers, so 4 channels × 2 vectors (8 accumulators).
     C4x16,
 }
 
 /// The largest block, for scratch space.
-const MAX_BLOCK: usize = 8 * 32;
+const MAX_BLOCK: usize = 32 * 13;
+
+/// The widest output the row block takes: on YOLOv3-tiny at 416×416 it beat
+/// the position blocks by 5–12 % on the 13-, 26- and 52-wide layers (which
+/// waste a padding column in 14, 27 and 53 there) and lost 5–16 % at 104 and
+/// 208 (docs/benchmarks.md).
+const ROW_BLOCK_WIDTH: usize = 64;
 
 /// Input a band of rows may span (see [`DirectConv::band_rows`]): a quarter
 /// of a typical 1 MiB L2 cache.
@@ -412,16 +423,24 @@ const BAND_BYTES: usize = 256 << 10;
 const PARALLEL_WORK: usize = 1 << 20;
 
 impl Block {
-    /// The best block this CPU runs for `cout` output channels, if any: the
-    /// widest whose last, partial block adds at most an eighth of `cout` in
-    /// channels computed and dropped (255 channels take 32 blocks of 8).
-    fn for_cpu(cout: usize) -> Option<Block> {
-        Block::on_cpu()
-            .into_iter()
-            .find(|b| cout.next_multiple_of(b.channels()) - cout <= cout / 8)
+    /// The best block this CPU runs for `cout` output channels `ow` wide,
+    /// if any (see [`Block::pick`]).
+    fn for_cpu(cout: usize, ow: usize) -> Option<Block> {
+        Block::pick(Block::on_cpu(), cout, ow)
     }
 
-    /// The blocks this CPU runs, widest first.
+    /// The first of `blocks` whose last, partial block adds at most an eighth
+    /// of `cout` in channels computed and dropped (255 channels take 8 blocks
+    /// of 32, the last one short), the row block only up to
+    /// [`ROW_BLOCK_WIDTH`] wide.
+    fn pick(blocks: impl IntoIterator<Item = Block>, cout: usize, ow: usize) -> Option<Block> {
+        blocks.into_iter().find(|b| {
+            cout.next_multiple_of(b.channels()) - cout <= cout / 8
+                && (*b != Block::R32x13 || ow <= ROW_BLOCK_WIDTH)
+        })
+    }
+
+    /// The blocks this CPU runs, best first.
     fn on_cpu() -> Vec<Block> {
         let mut blocks = Vec::new();
         #[cfg(target_arch = "x86_64")]
@@ -429,7 +448,7 @@ impl Block {
             use std::arch::is_x86_feature_detected as has;
             let avx2 = has!("avx2") && has!("fma");
             if avx2 && has!("avx512f") && has!("avx512vl") {
-                blocks.push(Block::C8x32);
+                blocks.extend([Block::R32x13, Block::C8x32]);
             }
             if avx2 {
                 blocks.push(Block::C4x16);
@@ -440,19 +459,39 @@ impl Block {
 
     fn channels(self) -> usize {
         match self {
+            Block::R32x13 => 32,
             Block::C8x32 => 8,
             Block::C4x16 => 4,
         }
     }
 
-    /// The tile to compute when `rest` positions remain: the block's own,
-    /// or the shortest one in steps of 8 that covers them.
-    fn tile_len(self, rest: usize) -> usize {
-        rest.div_ceil(8).clamp(1, self.positions() / 8) * 8
+    /// The tile at flat position `start` (row stride `wp`, `ow` outputs a
+    /// row) when positions up to `end` remain: its length, and where the next
+    /// starts. Blocks over positions take their own length, or the shortest
+    /// in steps of 8 that covers the rest, across row ends; the row block
+    /// stops at the row's end and goes on at the next row.
+    fn next_tile(self, start: usize, end: usize, wp: usize, ow: usize) -> (usize, usize) {
+        match self {
+            Block::R32x13 => {
+                let x0 = start % wp;
+                let len = (ow - x0).min(self.positions());
+                let next = if x0 + len == ow {
+                    start - x0 + wp
+                } else {
+                    start + len
+                };
+                (len, next)
+            }
+            _ => {
+                let len = (end - start).div_ceil(8).clamp(1, self.positions() / 8) * 8;
+                (len, start + len)
+            }
+        }
     }
 
     fn positions(self) -> usize {
         match self {
+            Block::R32x13 => 13,
             Block::C8x32 => 32,
             Block::C4x16 => 16,
         }
@@ -526,10 +565,10 @@ impl DirectConv {
             return Ok(None);
         }
         let cout = op.pool_spec.output_channels;
-        let Some(block) = blocks(cout) else {
+        let Some(g) = Geometry::of(&op.pool_spec, model.outlet_fact(node.inputs[0])?) else {
             return Ok(None);
         };
-        let Some(g) = Geometry::of(&op.pool_spec, model.outlet_fact(node.inputs[0])?) else {
+        let Some(block) = blocks(cout, g.ow) else {
             return Ok(None);
         };
         let (Some(kernel), Some(bias)) =
@@ -826,7 +865,7 @@ impl DirectConv {
             let base = 2 * py * wp;
             let mut s = 0;
             while s < pair {
-                let len = self.block.tile_len(pair - s);
+                let (len, next) = self.block.next_tile(s, pair, wp, g.ow);
                 // SAFETY: reads end before x[(cin − 1)·plane + (2·py + 2)·wp
                 // + reach + len], within `x` (`check`, 2·py + 2 ≤ oh);
                 // writes `len` values at rows[j·stride + s] for j < co, and
@@ -843,7 +882,7 @@ impl DirectConv {
                         stride,
                     )
                 };
-                s += len;
+                s = next;
             }
             for j in 0..valid {
                 let r = &rows[j * stride..];
@@ -880,7 +919,7 @@ impl DirectConv {
         while start < span {
             // Short tiles at the end, so narrow layers (13×13: 195 flat
             // positions) compute little past it.
-            let len = self.block.tile_len(span - start);
+            let (len, next) = self.block.next_tile(start, span, wp, g.ow);
             let (y, x0) = (start / wp, start % wp);
             if x0 + len <= g.ow && valid == co {
                 // The whole tile is one output row's run: store in place.
@@ -934,7 +973,7 @@ impl DirectConv {
                     (y, x0, i) = (y + 1, 0, i + run);
                 }
             }
-            start += len;
+            start = next;
         }
     }
 }
@@ -1043,6 +1082,7 @@ unsafe fn tile(
     unsafe {
         let (x, w, b, taps, plane) = (p.x.as_ptr().add(start), p.w.as_ptr(), p.b, p.taps, p.plane);
         match (block, len) {
+            (Block::R32x13, _) => x86::rows_32(len, x, plane, cin, taps, w, b, alpha, dst, stride),
             (Block::C8x32, 32) => x86::tile_8x32(x, plane, cin, taps, w, b, alpha, dst, stride),
             (Block::C8x32, 24) => x86::tile_8x24(x, plane, cin, taps, w, b, alpha, dst, stride),
             (Block::C8x32, 16) => x86::tile_8x16(x, plane, cin, taps, w, b, alpha, dst, stride),
@@ -1172,6 +1212,85 @@ mod x86 {
         stride: usize,
     ) {
         unsafe { body16::<8, 2>(x, plane, cin, taps, w, b, alpha, dst, stride) }
+    }
+
+    /// 32 output channels × `P` positions (see [`super::Block::R32x13`]):
+    /// the weights of a tap are two 16-lane vectors, each input value is
+    /// broadcast; the accumulators are transposed on the way out.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn rows_body<const P: usize>(
+        x: *const f32,
+        plane: usize,
+        cin: usize,
+        taps: &[isize],
+        w: *const f32,
+        b: &[f32],
+        alpha: f32,
+        dst: *mut f32,
+        stride: usize,
+    ) {
+        unsafe {
+            let bias = [
+                _mm512_loadu_ps(b.as_ptr()),
+                _mm512_loadu_ps(b.as_ptr().add(16)),
+            ];
+            let mut acc = [[bias[0]; P], [bias[1]; P]];
+            let mut wp = w;
+            for c in 0..cin {
+                let xc = x.add(c * plane);
+                for &off in taps {
+                    let p = xc.offset(off);
+                    let (w0, w1) = (_mm512_loadu_ps(wp), _mm512_loadu_ps(wp.add(16)));
+                    let [a0, a1] = &mut acc;
+                    for (i, (a0, a1)) in a0.iter_mut().zip(a1.iter_mut()).enumerate() {
+                        let v = _mm512_set1_ps(*p.add(i));
+                        *a0 = _mm512_fmadd_ps(w0, v, *a0);
+                        *a1 = _mm512_fmadd_ps(w1, v, *a1);
+                    }
+                    wp = wp.add(32);
+                }
+            }
+            let alpha = _mm512_set1_ps(alpha);
+            let mut t = [[0f32; 32]; P];
+            for (h, half) in acc.iter().enumerate() {
+                for (i, a) in half.iter().enumerate() {
+                    let a = _mm512_max_ps(*a, _mm512_mul_ps(*a, alpha));
+                    _mm512_storeu_ps(t[i].as_mut_ptr().add(16 * h), a);
+                }
+            }
+            for j in 0..32 {
+                for (i, t) in t.iter().enumerate() {
+                    *dst.add(j * stride + i) = t[j];
+                }
+            }
+        }
+    }
+
+    /// [`rows_body`] for a tile of `len` (1 to 13) positions.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn rows_32(
+        len: usize,
+        x: *const f32,
+        plane: usize,
+        cin: usize,
+        taps: &[isize],
+        w: *const f32,
+        b: &[f32],
+        alpha: f32,
+        dst: *mut f32,
+        stride: usize,
+    ) {
+        macro_rules! by_len {
+            ($($n:literal)*) => {
+                match len {
+                    $($n => unsafe { rows_body::<$n>(x, plane, cin, taps, w, b, alpha, dst, stride) },)*
+                    _ => unreachable!("row tiles are 1 to 13 positions"),
+                }
+            };
+        }
+        by_len!(1 2 3 4 5 6 7 8 9 10 11 12 13)
     }
 
     macro_rules! tile_fn {
@@ -1411,15 +1530,21 @@ mod tests {
     }
 
     /// The AVX2 block for any output channels, when the CPU has it.
-    fn avx2_block(_cout: usize) -> Option<Block> {
+    fn avx2_block(_cout: usize, _ow: usize) -> Option<Block> {
         Block::on_cpu()
             .contains(&Block::C4x16)
             .then_some(Block::C4x16)
     }
 
+    /// The best block over positions (not the row block).
+    fn positions_block(cout: usize, ow: usize) -> Option<Block> {
+        let blocks = Block::on_cpu().into_iter();
+        Block::pick(blocks.filter(|b| *b != Block::R32x13), cout, ow)
+    }
+
     #[test]
     fn convolutions_match_tract_on_every_path() {
-        if Block::for_cpu(8).is_none() {
+        if Block::for_cpu(8, 8).is_none() {
             eprintln!("skipped: this CPU has no AVX2 and FMA");
             return;
         }
@@ -1456,8 +1581,9 @@ mod tests {
                 pool: true,
                 ..conv(&[1, 24, 15, 17], 36, [3, 3])
             },
-            // A detector head: 1×1 to 255 channels (31 blocks of 8 and one
-            // of 7); 42 positions, a 32-position tile and a 16-position one.
+            // A detector head: 1×1 to 255 channels (8 row blocks of 32,
+            // the last of 31; or 31 position blocks of 8 and one of 7, with
+            // a 32-position tile and a 16-position one over 42 positions).
             ConvCase {
                 leaky: Some(0.1),
                 ..conv(&[1, 40, 6, 7], 255, [1, 1])
@@ -1465,14 +1591,26 @@ mod tests {
             // 1×1 with 40 positions: a 32-position tile and an 8-position
             // one; the input outweighs the weights (bands).
             conv(&[1, 24, 5, 8], 16, [1, 1]),
+            // The row block under a fused pool, in bands: 30 wide, tiles of
+            // 13, 13 and 4 positions.
+            ConvCase {
+                pad: same(1),
+                leaky: Some(0.1),
+                pool: true,
+                ..conv(&[1, 8, 12, 30], 32, [3, 3])
+            },
         ];
-        let choices: [(&str, Chooser); 2] = [("best", Block::for_cpu), ("avx2", avx2_block)];
+        let choices: [(&str, Chooser); 3] = [
+            ("best", Block::for_cpu),
+            ("positions", positions_block),
+            ("avx2", avx2_block),
+        ];
         for ((i, c), (chosen, blocks)) in cases
             .iter()
             .enumerate()
             .flat_map(|c| choices.iter().map(move |b| (c, *b)))
         {
-            if blocks(c.cout).is_none() {
+            if blocks(c.cout, c.input[c.input.len() - 1]).is_none() {
                 continue;
             }
             let i = format!("{i} ({chosen} block)");
