@@ -735,7 +735,19 @@ impl DirectConv {
         };
         let rows = self.band_rows(conv_rows, threads);
         let bands = conv_rows.div_ceil(rows);
-        if bands == 1 {
+        // A 1×1 convolution without padding on the row block reads the input
+        // as it is: its planes are already the layout, and row tiles read
+        // nothing past a plane's last row.
+        let direct = self.block == Block::R32x13 && (g.kh, g.kw, g.pad) == (1, 1, [0; 4]);
+        if direct {
+            for_units(&exec, threads, g.n * bands * blocks, |u, scratch| {
+                let (ni, band, block) = (u / (bands * blocks), u / blocks % bands, u % blocks);
+                let (y0, y1) = (band * rows, ((band + 1) * rows).min(conv_rows));
+                let x = &x[ni * image + y0 * wp..];
+                // SAFETY: units write disjoint rows of disjoint blocks.
+                unsafe { self.block_rows(x, g.h * g.w, &taps, out, ni, block, y0, y1, scratch) }
+            });
+        } else if bands == 1 {
             // Whole planes: the calling thread pads every image once, then
             // units of (image, block of output channels) read them.
             let plane = self.plane(hp);
@@ -857,7 +869,7 @@ impl DirectConv {
         let wp = p.wp;
         let pair = 2 * wp;
         let stride = pair + full;
-        p.check(g, co, full, y1);
+        p.check(g, co, self.block, y1);
         assert!(y0.is_multiple_of(2) && y1.is_multiple_of(2) && y1 <= 2 * ph && 2 * pw <= g.ow);
         rows.clear();
         rows.resize(co * stride, 0.0);
@@ -908,10 +920,10 @@ impl DirectConv {
     /// access rows `y0..y1` of them meanwhile.
     unsafe fn planes(&self, p: &Part<'_>, y0: usize, y1: usize, valid: usize, out: *mut f32) {
         let g = &self.g;
-        let (co, full) = (self.block.channels(), self.block.positions());
+        let co = self.block.channels();
         let wp = p.wp;
         let plane_out = g.oh * g.ow;
-        p.check(g, co, full, y1);
+        p.check(g, co, self.block, y1);
         assert!(y0 < y1 && y1 <= g.oh);
         let (first, span) = (y0 * wp, y1 * wp);
         let mut scratch = [0f32; MAX_BLOCK];
@@ -1049,9 +1061,15 @@ struct Part<'a> {
 
 impl Part<'_> {
     /// The reads of any tile starting before `oh·wp` stay within `x`.
-    fn check(&self, g: &Geometry, co: usize, full: usize, y1: usize) {
+    fn check(&self, g: &Geometry, co: usize, block: Block, y1: usize) {
         let reach = self.taps.iter().copied().max().unwrap_or(0) as usize;
-        assert!(self.x.len() >= (g.c - 1) * self.plane + y1 * self.wp + reach + full);
+        // Tiles over positions may read a tile past the last; row tiles end
+        // with their row.
+        let past = match block {
+            Block::R32x13 => 0,
+            _ => block.positions(),
+        };
+        assert!(self.x.len() >= (g.c - 1) * self.plane + y1 * self.wp + reach + past);
         assert!(self.w.len() == g.c * self.taps.len() * co && self.b.len() == co);
     }
 }
@@ -1591,6 +1609,9 @@ mod tests {
             // 1×1 with 40 positions: a 32-position tile and an 8-position
             // one; the input outweighs the weights (bands).
             conv(&[1, 24, 5, 8], 16, [1, 1]),
+            // 1×1 on the row block reads the input in place; on two threads
+            // in three bands (four on two threads).
+            conv(&[1, 64, 60, 40], 32, [1, 1]),
             // The row block under a fused pool, in bands: 30 wide, tiles of
             // 13, 13 and 4 positions.
             ConvCase {
