@@ -7,18 +7,21 @@
 //! the first two layers and 67 % in im2col matrix products at 64–102 GFLOP/s,
 //! against a peak of 117 GFLOP/s per core (docs/benchmarks.md).
 //!
-//! [`accelerate`] rewrites a typed model before tract optimizes it (the model
-//! file is unchanged, so other runtimes can run the very same one):
+//! [`accelerate`] rewrites a typed model before tract declutters it (which
+//! turns 1×1 convolutions into matrix products) and optimizes it; the model
+//! file is unchanged, so other runtimes can run the very same one:
 //! - every f32 NCHW or CHW two-dimensional group-1 `Conv` with stride 1,
-//!   dilation 1, at least two taps, constant weights and bias, and output
-//!   channels in eights (AVX-512VL) or fours (AVX2 and FMA) becomes
-//!   [`DirectConv`] on x86-64 CPUs. The input is
-//!   padded once per run into planes whose rows share their padding, read
-//!   flattened, and a register-blocked kernel computes a block of output
-//!   channels × consecutive positions per call (AVX-512VL: 8 × 24 in 24 of its
-//!   32 registers; AVX2: 4 × 16). A leaky ReLU after it (0 ≤ α ≤ 1) and a 2×2
-//!   stride-2 max-pool after that are computed in the same pass, so the
-//!   convolution's full-size output is never written;
+//!   dilation 1, constant weights and bias (a cast of a constant counts), and
+//!   output channels that fill a block but for at most an eighth becomes
+//!   [`DirectConv`] on x86-64 CPUs. The input is padded into planes whose rows
+//!   share their padding, and a register-blocked kernel computes a block of
+//!   output channels × positions per call (the `Block`s): on AVX-512, 32
+//!   channels × up to 13 positions of one row for outputs up to 64 wide, else
+//!   8 channels × 32 positions of the input read flattened; on AVX2, 4 × 16.
+//!   A last block that is not full computes zero weights and stores only its
+//!   channels. A leaky ReLU after it (0 ≤ α ≤ 1) and a 2×2 stride-2 max-pool
+//!   after that are computed in the same pass, so the convolution's
+//!   full-size output is never written;
 //! - every other f32 two-dimensional `MaxPool` (any kernel, stride and
 //!   padding; no dilation, no index output) becomes [`MaxPool2d`]: a maximum
 //!   down the window's rows, then across its columns, both vectorized.
@@ -390,7 +393,7 @@ impl TypedOp for MaxPool2d {
 // ------------------------------------------------------------- convolution
 
 /// The register block a [`DirectConv`] kernel computes per call: output
-/// channels × consecutive positions, in 8-lane vectors.
+/// channels × positions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Block {
     /// AVX-512F and VL: 32 vector registers, so 8 channels × 2 vectors of

@@ -368,6 +368,8 @@ impl Inference {
 pub struct Plan {
     pub plan: Arc<TypedSimplePlan>,
     executor: Option<tract_linalg::multithread::Executor>,
+    /// Whether a run is inside the pool (see [`Plan::enter`]).
+    entered: std::sync::atomic::AtomicBool,
 }
 
 impl Plan {
@@ -375,11 +377,31 @@ impl Plan {
     /// has one. A run's parallel operators then split their work from a pool
     /// thread, waking the other, instead of each handing its work from the
     /// calling thread to the pool and waiting (docs/benchmarks.md).
+    ///
+    /// One run at a time enters: a pool thread waiting inside one run's
+    /// operator may pick up another queued job, and a whole second run
+    /// nested there would hold the first one up until it ends. Other runs
+    /// meanwhile go on from their own threads, as without `enter`.
     pub fn enter<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        match &self.executor {
-            Some(tract_linalg::multithread::Executor::MultiThread(pool)) => pool.install(f),
-            _ => f(),
+        use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+        let Some(tract_linalg::multithread::Executor::MultiThread(pool)) = &self.executor else {
+            return f();
+        };
+        if self
+            .entered
+            .compare_exchange(false, true, AcqRel, Acquire)
+            .is_err()
+        {
+            return f();
         }
+        struct Leave<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Release);
+            }
+        }
+        let _leave = Leave(&self.entered);
+        pool.install(f)
     }
 }
 
@@ -423,6 +445,7 @@ pub fn plan(typed: TypedModel, cfg: &InferenceConfig) -> Result<Plan> {
     Ok(Plan {
         plan,
         executor: options.executor,
+        entered: false.into(),
     })
 }
 
@@ -657,6 +680,50 @@ mod tests {
             ..Default::default()
         })
         .unwrap()
+    }
+
+    #[test]
+    fn runs_of_a_multithreaded_plan_enter_its_pool_one_at_a_time() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let cfg = InferenceConfig {
+            threads_per_run: 2,
+            ..Default::default()
+        };
+        let typed = tract_onnx::onnx()
+            .model_for_read(&mut &fixture("mean-rgb-32.onnx")[..])
+            .unwrap()
+            .into_typed()
+            .unwrap();
+        let plan = plan(typed, &cfg).unwrap();
+        // The first run enters; one started inside it runs where it is.
+        let (outer, inner) = plan.enter(|| {
+            let here = std::thread::current().id();
+            (
+                plan.entered.load(Relaxed),
+                plan.enter(|| std::thread::current().id() == here),
+            )
+        });
+        assert!(outer && inner);
+        assert!(!plan.entered.load(Relaxed), "left after the run");
+        // Runs from several threads at once all finish, with the right result.
+        let input = || {
+            Tensor::from(tract_ndarray::Array4::<f32>::from_elem(
+                (1, 3, 32, 32),
+                0.25,
+            ))
+        };
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..25 {
+                        let out = plan.enter(|| plan.plan.run(tvec!(input().into()))).unwrap();
+                        let v = out[0].to_plain_array_view::<f32>().unwrap();
+                        assert!(v.iter().all(|m| (m - 0.25).abs() < 1e-6), "{v:?}");
+                    }
+                });
+            }
+        });
+        assert!(!plan.entered.load(Relaxed));
     }
 
     #[test]
