@@ -467,9 +467,10 @@ async fn a_camera_outage_shows_its_reason_and_recovers_without_reload() {
     // The tile must keep moving, not just show a picture: a 2-s window with
     // more than 10 new frames (the camera sends 15 fps), within 20 s. The
     // WebRTC session that continues across the camera's restart now and then
-    // stops decoding after the first pictures (an open bug, see issue 5's
-    // notes); the dashboard then starts a new session by itself after 5 s
-    // without progress, still without a reload, and that is what this allows.
+    // stops decoding after the first pictures (an open bug: Chromium reports
+    // every packet received and none lost, but no frames decoded); the
+    // dashboard then starts a new session by itself after 5 s without
+    // progress, still without a reload, and that is what this allows.
     const FRAMES: &str = "dash.tiles.flaky.player.frames";
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut windows = Vec::new();
