@@ -1123,12 +1123,76 @@ unsafe fn tile(
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// `CO` channels × `NV` vectors of 8 positions, accumulated in registers
-    /// (see [`super::tile`]; `x` points at the tile's first position in
-    /// channel 0). Inlined into callers that enable the CPU features.
+    /// A vector of f32 lanes: 8 (`__m256`, AVX2 and FMA) or 16 (`__m512`,
+    /// AVX-512F). The methods are inlined into callers that enable the
+    /// features.
+    trait Lanes: Copy {
+        const N: usize;
+        unsafe fn splat(v: f32) -> Self;
+        unsafe fn load(p: *const f32) -> Self;
+        unsafe fn store(self, p: *mut f32);
+        /// `self + a · b`.
+        unsafe fn fma(self, a: Self, b: Self) -> Self;
+        /// `max(v, α·v)`.
+        unsafe fn leaky(self, alpha: Self) -> Self;
+    }
+
+    macro_rules! lanes {
+        ($t:ty, $n:literal, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident, $max:ident, $mul:ident) => {
+            impl Lanes for $t {
+                const N: usize = $n;
+                #[inline(always)]
+                unsafe fn splat(v: f32) -> Self {
+                    unsafe { $set1(v) }
+                }
+                #[inline(always)]
+                unsafe fn load(p: *const f32) -> Self {
+                    unsafe { $loadu(p) }
+                }
+                #[inline(always)]
+                unsafe fn store(self, p: *mut f32) {
+                    unsafe { $storeu(p, self) }
+                }
+                #[inline(always)]
+                unsafe fn fma(self, a: Self, b: Self) -> Self {
+                    unsafe { $fmadd(a, b, self) }
+                }
+                #[inline(always)]
+                unsafe fn leaky(self, alpha: Self) -> Self {
+                    unsafe { $max(self, $mul(self, alpha)) }
+                }
+            }
+        };
+    }
+
+    lanes!(
+        __m256,
+        8,
+        _mm256_set1_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_fmadd_ps,
+        _mm256_max_ps,
+        _mm256_mul_ps
+    );
+    lanes!(
+        __m512,
+        16,
+        _mm512_set1_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_fmadd_ps,
+        _mm512_max_ps,
+        _mm512_mul_ps
+    );
+
+    /// `CO` channels × `NV` vectors of `V::N` positions, accumulated in
+    /// registers (see [`super::tile`]; `x` points at the tile's first
+    /// position in channel 0). Inlined into callers that enable the CPU
+    /// features.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    unsafe fn body<const CO: usize, const NV: usize>(
+    unsafe fn body<V: Lanes, const CO: usize, const NV: usize>(
         x: *const f32,
         plane: usize,
         cin: usize,
@@ -1140,99 +1204,35 @@ mod x86 {
         stride: usize,
     ) {
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); NV]; CO];
+            let mut acc = [[V::splat(0.0); NV]; CO];
             for (j, row) in acc.iter_mut().enumerate() {
-                *row = [_mm256_set1_ps(b[j]); NV];
+                *row = [V::splat(b[j]); NV];
             }
             let mut wp = w;
             for c in 0..cin {
                 let xc = x.add(c * plane);
                 for &off in taps {
                     let p = xc.offset(off);
-                    let mut xv = [_mm256_setzero_ps(); NV];
+                    let mut xv = [V::splat(0.0); NV];
                     for (v, xv) in xv.iter_mut().enumerate() {
-                        *xv = _mm256_loadu_ps(p.add(8 * v));
+                        *xv = V::load(p.add(V::N * v));
                     }
                     for (j, row) in acc.iter_mut().enumerate() {
-                        let wj = _mm256_set1_ps(*wp.add(j));
+                        let wj = V::splat(*wp.add(j));
                         for (a, xv) in row.iter_mut().zip(&xv) {
-                            *a = _mm256_fmadd_ps(*xv, wj, *a);
+                            *a = a.fma(*xv, wj);
                         }
                     }
                     wp = wp.add(CO);
                 }
             }
-            let alpha = _mm256_set1_ps(alpha);
+            let alpha = V::splat(alpha);
             for (j, row) in acc.iter().enumerate() {
                 for (v, a) in row.iter().enumerate() {
-                    let a = _mm256_max_ps(*a, _mm256_mul_ps(*a, alpha));
-                    _mm256_storeu_ps(dst.add(j * stride + 8 * v), a);
+                    a.leaky(alpha).store(dst.add(j * stride + V::N * v));
                 }
             }
         }
-    }
-
-    /// [`body`] with 16-lane vectors (AVX-512F).
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    unsafe fn body16<const CO: usize, const NV: usize>(
-        x: *const f32,
-        plane: usize,
-        cin: usize,
-        taps: &[isize],
-        w: *const f32,
-        b: &[f32],
-        alpha: f32,
-        dst: *mut f32,
-        stride: usize,
-    ) {
-        unsafe {
-            let mut acc = [[_mm512_setzero_ps(); NV]; CO];
-            for (j, row) in acc.iter_mut().enumerate() {
-                *row = [_mm512_set1_ps(b[j]); NV];
-            }
-            let mut wp = w;
-            for c in 0..cin {
-                let xc = x.add(c * plane);
-                for &off in taps {
-                    let p = xc.offset(off);
-                    let mut xv = [_mm512_setzero_ps(); NV];
-                    for (v, xv) in xv.iter_mut().enumerate() {
-                        *xv = _mm512_loadu_ps(p.add(16 * v));
-                    }
-                    for (j, row) in acc.iter_mut().enumerate() {
-                        let wj = _mm512_set1_ps(*wp.add(j));
-                        for (a, xv) in row.iter_mut().zip(&xv) {
-                            *a = _mm512_fmadd_ps(*xv, wj, *a);
-                        }
-                    }
-                    wp = wp.add(CO);
-                }
-            }
-            let alpha = _mm512_set1_ps(alpha);
-            for (j, row) in acc.iter().enumerate() {
-                for (v, a) in row.iter().enumerate() {
-                    let a = _mm512_max_ps(*a, _mm512_mul_ps(*a, alpha));
-                    _mm512_storeu_ps(dst.add(j * stride + 16 * v), a);
-                }
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-    pub unsafe fn tile_8x32(
-        x: *const f32,
-        plane: usize,
-        cin: usize,
-        taps: &[isize],
-        w: *const f32,
-        b: &[f32],
-        alpha: f32,
-        dst: *mut f32,
-        stride: usize,
-    ) {
-        unsafe { body16::<8, 2>(x, plane, cin, taps, w, b, alpha, dst, stride) }
     }
 
     /// 32 output channels × `P` positions (see [`super::Block::R32x13`]):
@@ -1315,7 +1315,7 @@ mod x86 {
     }
 
     macro_rules! tile_fn {
-        ($name:ident, $features:literal, $co:literal, $nv:literal) => {
+        ($name:ident, $features:literal, $lanes:ty, $co:literal, $nv:literal) => {
             #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = $features)]
             pub unsafe fn $name(
@@ -1329,16 +1329,17 @@ mod x86 {
                 dst: *mut f32,
                 stride: usize,
             ) {
-                unsafe { body::<$co, $nv>(x, plane, cin, taps, w, b, alpha, dst, stride) }
+                unsafe { body::<$lanes, $co, $nv>(x, plane, cin, taps, w, b, alpha, dst, stride) }
             }
         };
     }
 
-    tile_fn!(tile_8x24, "avx2,fma,avx512f,avx512vl", 8, 3);
-    tile_fn!(tile_8x16, "avx2,fma,avx512f,avx512vl", 8, 2);
-    tile_fn!(tile_8x8, "avx2,fma,avx512f,avx512vl", 8, 1);
-    tile_fn!(tile_4x16, "avx2,fma", 4, 2);
-    tile_fn!(tile_4x8, "avx2,fma", 4, 1);
+    tile_fn!(tile_8x32, "avx2,fma,avx512f,avx512vl", __m512, 8, 2);
+    tile_fn!(tile_8x24, "avx2,fma,avx512f,avx512vl", __m256, 8, 3);
+    tile_fn!(tile_8x16, "avx2,fma,avx512f,avx512vl", __m256, 8, 2);
+    tile_fn!(tile_8x8, "avx2,fma,avx512f,avx512vl", __m256, 8, 1);
+    tile_fn!(tile_4x16, "avx2,fma", __m256, 4, 2);
+    tile_fn!(tile_4x8, "avx2,fma", __m256, 4, 1);
 }
 
 impl Op for DirectConv {
